@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "CaseMesh",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "casemesh", targets: ["casemesh"]),
+        .library(name: "CaseMeshCRDT", targets: ["CaseMeshCRDT"]),
+        .library(name: "CaseMeshModel", targets: ["CaseMeshModel"]),
+        .library(name: "CaseMeshStore", targets: ["CaseMeshStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        .target(name: "CaseMeshCRDT", swiftSettings: strictSettings),
+        .target(
+            name: "CaseMeshModel",
+            dependencies: ["CaseMeshCRDT"],
+            resources: [.embedInCode("Resources/case-schema.json")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CaseMeshStore",
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [.embedInCode("Resources/0001-initial.sql")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CaseMeshCLI",
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "casemesh", dependencies: ["CaseMeshCLI"], swiftSettings: strictSettings),
+        .testTarget(name: "CaseMeshCRDTTests", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
+        .testTarget(name: "CaseMeshModelTests", dependencies: ["CaseMeshModel"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CaseMeshStoreTests",
+            dependencies: ["CaseMeshStore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CaseMeshEndToEndTests",
+            dependencies: ["casemesh", "CaseMeshStore", "CaseMeshModel"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

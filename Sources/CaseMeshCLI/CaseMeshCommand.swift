@@ -1,0 +1,21 @@
+public import ArgumentParser
+
+/// The `casemesh` command-line tool: an institution's replica of joint case records.
+public struct CaseMeshCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "casemesh",
+        abstract: "Joint case management across welfare institutions, offline first.",
+        discussion: """
+            Each institution keeps a replica of the cases it takes part in. Case records \
+            are CRDTs: edits made offline at several institutions merge without losing \
+            anyone's work, and concurrent writes to one field stay visible as a conflict \
+            until a person resolves it.
+            """,
+        subcommands: [
+            InitCommand.self, CaseCommand.self, ConflictsCommand.self, ResolveCommand.self, ChangesCommand.self,
+            DemoCommand.self, BenchCommand.self,
+        ]
+    )
+
+    public init() {}
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import CaseMeshCRDT
+import CaseMeshStore
+
+struct ConflictsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conflicts", abstract: "List fields written concurrently that wait for a person to resolve them.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let store = try store.openStore()
+        let conflicts = try CLIError.wrap { try store.openConflicts() }
+        if output.json {
+            emit(JSONValue.array(conflicts.map(CaseRendering.json)).text)
+        } else if conflicts.isEmpty {
+            emit("no open conflicts")
+        } else {
+            for conflict in conflicts {
+                let values = conflict.siblings.map { "'\($0.value)' by \($0.dot.origin)" }.joined(separator: " vs ")
+                emit("\(conflict.caseID)  \(conflict.field): \(values)")
+            }
+        }
+    }
+}
+
+struct ResolveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resolve",
+        abstract: "Resolve a conflict by choosing the field's value; the resolution is itself a change.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "The case ID.") var caseID: String
+    @Argument(help: "The conflicted field.") var field: String
+    @Argument(help: "The value to keep.") var value: String
+
+    func run() throws {
+        let store = try store.openStore()
+        let caseID = try FieldInput.caseID(caseID)
+        let op = try FieldInput.assign(field, value, schema: store.schema)
+        let open = try CLIError.wrap { try store.openConflicts() }
+        guard open.contains(where: { $0.caseID == caseID && $0.field == op.field }) else {
+            throw CLIError(message: "no open conflict on \(op.field) in \(caseID)")
+        }
+        let change = try CLIError.wrap { try store.write(caseID: caseID, ops: [op]) }
+        report(change, output: output)
+    }
+}

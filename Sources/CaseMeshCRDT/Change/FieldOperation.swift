@@ -1,0 +1,41 @@
+/// One field write inside a change.
+///
+/// The merge kind of the field decides which operations apply: `assign` to registers,
+/// `insert` and `remove` to sets, `append` and `redact` to logs.
+public enum FieldOperation: Hashable, Sendable {
+    /// Writes a register; supersedes the values the change's context has seen.
+    case assign(FieldKey, Value)
+    /// Adds an element to a set.
+    case insert(FieldKey, String)
+    /// Removes the observed additions of an element from a set.
+    case remove(FieldKey, String)
+    /// Appends an entry to a log.
+    case append(FieldKey, String)
+    /// Hides an earlier log entry (the entry itself is never edited).
+    case redact(FieldKey, LogEntryID)
+
+    /// The field this operation writes.
+    public var field: FieldKey {
+        switch self {
+        case .assign(let field, _), .insert(let field, _), .remove(let field, _), .append(let field, _),
+            .redact(let field, _):
+            field
+        }
+    }
+}
+
+/// The identity of a log entry: the change that appended it and the operation's
+/// position in that change.
+public struct LogEntryID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var dot: Dot
+    public var index: UInt32
+
+    public init(dot: Dot, index: UInt32) {
+        self.dot = dot
+        self.index = index
+    }
+
+    public static func < (lhs: LogEntryID, rhs: LogEntryID) -> Bool { (lhs.dot, lhs.index) < (rhs.dot, rhs.index) }
+
+    public var description: String { "\(dot).\(index)" }
+}

@@ -1,0 +1,77 @@
+/// Reads what ``BinaryWriter`` wrote, checking every length and bound.
+///
+/// - Important: Input comes from peers and files: every read checks bounds and throws
+///   ``CRDTError`` with code `malformedEncoding` instead of trapping.
+public struct BinaryReader: ~Copyable {
+    private let bytes: [UInt8]
+    public private(set) var offset: Int
+    private let end: Int
+
+    /// The longest string or blob accepted (1 MiB).
+    public static let maximumLength = 1 << 20
+
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        offset = 0
+        end = bytes.count
+    }
+
+    public var isAtEnd: Bool { offset >= end }
+
+    public var remainingCount: Int { end - offset }
+
+    func failure(_ what: String) -> CRDTError {
+        CRDTError(code: .malformedEncoding, message: "malformed encoding at byte \(offset): \(what)")
+    }
+
+    public mutating func readByte() throws(CRDTError) -> UInt8 {
+        guard offset < end else { throw failure("unexpected end of data") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func readVarint() throws(CRDTError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = try readByte()
+            if shift == 63 && byte > 1 { throw failure("varint overflows 64 bits") }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+            if shift > 63 { throw failure("varint longer than 10 bytes") }
+        }
+    }
+
+    public mutating func readSignedVarint() throws(CRDTError) -> Int64 {
+        let raw = try readVarint()
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    /// Reads a varint that must fit `limit`.
+    public mutating func readCount(limit: Int, _ what: String) throws(CRDTError) -> Int {
+        let value = try readVarint()
+        guard value <= UInt64(limit) else { throw failure("\(what) \(value) exceeds the limit of \(limit)") }
+        return Int(value)
+    }
+
+    public mutating func readBlob() throws(CRDTError) -> [UInt8] {
+        let count = try readCount(limit: Self.maximumLength, "length")
+        guard count <= remainingCount else { throw failure("length \(count) runs past the end") }
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
+
+    public mutating func readString() throws(CRDTError) -> String {
+        let count = try readCount(limit: Self.maximumLength, "string length")
+        guard count <= remainingCount else { throw failure("string length \(count) runs past the end") }
+        let slice = bytes[offset..<offset + count]
+        guard let text = String(validating: slice, as: UTF8.self) else { throw failure("string is not valid UTF-8") }
+        offset += count
+        return text
+    }
+
+    public mutating func expectEnd() throws(CRDTError) {
+        guard isAtEnd else { throw failure("\(remainingCount) unexpected trailing bytes") }
+    }
+}

@@ -1,0 +1,169 @@
+extension Change {
+    /// The change's canonical binary encoding (see the sync protocol article).
+    public func encoded() -> [UInt8] {
+        var writer = BinaryWriter(capacity: 96)
+        encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Appends the canonical binary encoding to `writer`.
+    public func encode(into writer: inout BinaryWriter) {
+        writer.writeString(caseID.rawValue)
+        writer.writeString(origin.rawValue)
+        writer.writeVarint(seq)
+        writer.writeVarint(hlc.physical)
+        writer.writeVarint(UInt64(hlc.logical))
+        let contextEntries = context.sortedEntries
+        writer.writeVarint(UInt64(contextEntries.count))
+        for entry in contextEntries {
+            writer.writeString(entry.origin.rawValue)
+            writer.writeVarint(entry.seq)
+        }
+        writer.writeVarint(UInt64(ops.count))
+        for op in ops { op.encode(into: &writer) }
+    }
+
+    /// Decodes a change and checks its structure.
+    ///
+    /// - Throws: ``CRDTError`` (`malformedEncoding`, `invalidIdentifier`, `invalidFieldKey` or
+    ///   `invalidChange`) for any malformed input.
+    public init(decoding bytes: [UInt8]) throws(CRDTError) {
+        var reader = BinaryReader(bytes)
+        try self.init(from: &reader)
+        try reader.expectEnd()
+    }
+
+    /// Decodes one change from `reader` and checks its structure.
+    public init(from reader: inout BinaryReader) throws(CRDTError) {
+        let caseID = try CaseID(reader.readString())
+        let origin = try ReplicaID(reader.readString())
+        let seq = try reader.readVarint()
+        let physical = try reader.readVarint()
+        let logicalRaw = try reader.readVarint()
+        guard logicalRaw <= UInt64(UInt32.max) else { throw reader.failure("logical clock exceeds 32 bits") }
+        let contextCount = try reader.readCount(limit: 100_000, "context size")
+        var context = VersionVector()
+        var previous: ReplicaID?
+        for _ in 0..<contextCount {
+            let replica = try ReplicaID(reader.readString())
+            let entrySeq = try reader.readVarint()
+            guard previous.map({ $0 < replica }) ?? true, entrySeq > 0 else {
+                throw reader.failure("context entries must be sorted, unique and positive")
+            }
+            previous = replica
+            context[replica] = entrySeq
+        }
+        let opCount = try reader.readCount(limit: Change.maximumOperations, "operation count")
+        var ops: [FieldOperation] = []
+        ops.reserveCapacity(opCount)
+        for _ in 0..<opCount { ops.append(try FieldOperation(from: &reader)) }
+        self.init(
+            caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: physical, logical: UInt32(logicalRaw)),
+            context: context, ops: ops)
+        try validateStructure()
+    }
+}
+
+extension FieldOperation {
+    private enum Tag: UInt8 {
+        case assign = 1, insert, remove, append, redact
+    }
+
+    func encode(into writer: inout BinaryWriter) {
+        switch self {
+        case .assign(let field, let value):
+            writer.write(Tag.assign.rawValue)
+            writer.writeString(field.storageKey)
+            value.encode(into: &writer)
+        case .insert(let field, let element):
+            writer.write(Tag.insert.rawValue)
+            writer.writeString(field.storageKey)
+            writer.writeString(element)
+        case .remove(let field, let element):
+            writer.write(Tag.remove.rawValue)
+            writer.writeString(field.storageKey)
+            writer.writeString(element)
+        case .append(let field, let text):
+            writer.write(Tag.append.rawValue)
+            writer.writeString(field.storageKey)
+            writer.writeString(text)
+        case .redact(let field, let target):
+            writer.write(Tag.redact.rawValue)
+            writer.writeString(field.storageKey)
+            target.encode(into: &writer)
+        }
+    }
+
+    init(from reader: inout BinaryReader) throws(CRDTError) {
+        let rawTag = try reader.readByte()
+        guard let tag = Tag(rawValue: rawTag) else { throw reader.failure("unknown operation tag \(rawTag)") }
+        let field = try FieldKey(parsing: reader.readString())
+        switch tag {
+        case .assign: self = .assign(field, try Value(from: &reader))
+        case .insert: self = .insert(field, try reader.readString())
+        case .remove: self = .remove(field, try reader.readString())
+        case .append: self = .append(field, try reader.readString())
+        case .redact: self = .redact(field, try LogEntryID(from: &reader))
+        }
+    }
+}
+
+extension Value {
+    private enum Tag: UInt8 {
+        case string = 1, integer, boolean
+    }
+
+    func encode(into writer: inout BinaryWriter) {
+        switch self {
+        case .string(let text):
+            writer.write(Tag.string.rawValue)
+            writer.writeString(text)
+        case .integer(let number):
+            writer.write(Tag.integer.rawValue)
+            writer.writeSignedVarint(number)
+        case .boolean(let flag):
+            writer.write(Tag.boolean.rawValue)
+            writer.write(flag ? 1 : 0)
+        }
+    }
+
+    init(from reader: inout BinaryReader) throws(CRDTError) {
+        let rawTag = try reader.readByte()
+        switch Tag(rawValue: rawTag) {
+        case .string: self = .string(try reader.readString())
+        case .integer: self = .integer(try reader.readSignedVarint())
+        case .boolean:
+            let byte = try reader.readByte()
+            guard byte <= 1 else { throw reader.failure("boolean byte \(byte)") }
+            self = .boolean(byte == 1)
+        case nil: throw reader.failure("unknown value tag \(rawTag)")
+        }
+    }
+}
+
+extension Dot {
+    func encode(into writer: inout BinaryWriter) {
+        writer.writeString(origin.rawValue)
+        writer.writeVarint(seq)
+    }
+
+    init(from reader: inout BinaryReader) throws(CRDTError) {
+        let origin = try ReplicaID(reader.readString())
+        let seq = try reader.readVarint()
+        guard seq > 0 else { throw reader.failure("sequence number 0") }
+        self.init(origin: origin, seq: seq)
+    }
+}
+
+extension LogEntryID {
+    func encode(into writer: inout BinaryWriter) {
+        dot.encode(into: &writer)
+        writer.writeVarint(UInt64(index))
+    }
+
+    init(from reader: inout BinaryReader) throws(CRDTError) {
+        let dot = try Dot(from: &reader)
+        let index = try reader.readCount(limit: Change.maximumOperations, "log entry index")
+        self.init(dot: dot, index: UInt32(index))
+    }
+}

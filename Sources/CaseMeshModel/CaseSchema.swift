@@ -1,0 +1,204 @@
+public import CaseMeshCRDT
+import Foundation
+
+/// The welfare case schema: entity types, their fields and each field's merge kind,
+/// loaded from `schema/case-schema.json` and validated at start.
+///
+/// Every local write and every received change is checked against it: an unknown
+/// field, an operation of the wrong kind or a value of the wrong type is refused.
+public struct CaseSchema: Sendable, MergeRules {
+    /// Bumped whenever the schema changes incompatibly; bundles and peers must match.
+    public let version: Int
+    public let entities: [String: EntityDefinition]
+    private let fieldIndex: [String: [String: FieldDefinition]]
+
+    private struct Document: Codable {
+        var schemaVersion: Int
+        var description: String?
+        var entities: [EntityDefinition]
+    }
+
+    /// The schema shipped with this build (`schema/case-schema.json`, embedded at build time).
+    public static let bundled: CaseSchema = {
+        do {
+            return try CaseSchema(json: PackageResources.case_schema_json)
+        } catch {
+            // The bundled schema is checked by the test suite; failing here is a build defect.
+            preconditionFailure("the bundled case schema does not load: \(error)")
+        }
+    }()
+
+    /// Loads and validates a schema definition.
+    ///
+    /// - Throws: ``ModelError`` with code `invalidSchema`, naming the first problem.
+    public init(json: [UInt8]) throws(ModelError) {
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: Data(json))
+        } catch {
+            throw ModelError(code: .invalidSchema, message: "schema does not parse: \(error)")
+        }
+        func fail(_ reason: String) -> ModelError { ModelError(code: .invalidSchema, message: "invalid schema: \(reason)") }
+        guard document.schemaVersion >= 1 else { throw fail("schemaVersion must be at least 1") }
+        var entities: [String: EntityDefinition] = [:]
+        var index: [String: [String: FieldDefinition]] = [:]
+        for entity in document.entities {
+            guard (try? FieldKey(parsing: "\(entity.name).x")) != nil else { throw fail("bad entity name '\(entity.name)'") }
+            guard entities[entity.name] == nil else { throw fail("entity '\(entity.name)' defined twice") }
+            var fields: [String: FieldDefinition] = [:]
+            for field in entity.fields {
+                let where_ = "\(entity.name).\(field.name)"
+                guard (try? FieldKey(parsing: where_)) != nil else { throw fail("bad field name '\(where_)'") }
+                guard fields[field.name] == nil else { throw fail("field '\(where_)' defined twice") }
+                if field.type == .enum && (field.values ?? []).isEmpty { throw fail("enum field '\(where_)' lists no values") }
+                if field.type != .enum && field.values != nil { throw fail("only enum fields list values ('\(where_)')") }
+                if field.kind != .set && field.semantics != nil { throw fail("only sets name semantics ('\(where_)')") }
+                if field.kind == .set && ![.string, .enum, .institution].contains(field.type) {
+                    throw fail("set '\(where_)' must hold strings, enums or institutions")
+                }
+                if field.kind == .log && field.type != .text { throw fail("log '\(where_)' must hold text") }
+                fields[field.name] = field
+            }
+            entities[entity.name] = entity
+            index[entity.name] = fields
+        }
+        guard entities["case"]?.multiple == false else { throw fail("a single 'case' entity is required") }
+        guard let participants = index["case"]?["participants"], participants.kind == .set,
+            participants.type == .institution
+        else { throw fail("case.participants must be a set of institutions") }
+        version = document.schemaVersion
+        self.entities = entities
+        fieldIndex = index
+    }
+
+    /// The definition of a field.
+    ///
+    /// - Throws: ``ModelError`` with code `unknownField` when the entity or field is not in
+    ///   the schema, or the instance form does not fit the entity.
+    public func definition(of key: FieldKey) throws(ModelError) -> FieldDefinition {
+        guard let entity = entities[key.entity] else {
+            throw ModelError(code: .unknownField, message: "unknown entity '\(key.entity)' in field \(key)")
+        }
+        guard let field = fieldIndex[key.entity]?[key.field] else {
+            throw ModelError(code: .unknownField, message: "unknown field '\(key)': \(key.entity) has no field '\(key.field)'")
+        }
+        if entity.multiple && key.instance.isEmpty {
+            throw ModelError(code: .unknownField, message: "field '\(key)' needs an instance: \(key.entity)#ID.\(key.field)")
+        }
+        if !entity.multiple && !key.instance.isEmpty {
+            throw ModelError(code: .unknownField, message: "field '\(key)': \(key.entity) has a single instance")
+        }
+        return field
+    }
+
+    public func setSemantics(for field: FieldKey) -> SetSemantics {
+        (try? definition(of: field))?.semantics ?? .addWins
+    }
+
+    /// Parses a value typed by a user for a register field.
+    ///
+    /// - Throws: ``ModelError`` (`unknownField`, `wrongKind`, `invalidValue`).
+    public func parseValue(_ text: String, for key: FieldKey) throws(ModelError) -> Value {
+        let field = try definition(of: key)
+        let value: Value
+        switch field.type {
+        case .integer:
+            guard let number = Int64(text) else {
+                throw ModelError(code: .invalidValue, message: "field \(key) takes a whole number, not '\(text.prefix(40))'")
+            }
+            value = .integer(number)
+        case .boolean:
+            switch text.lowercased() {
+            case "true", "yes": value = .boolean(true)
+            case "false", "no": value = .boolean(false)
+            default:
+                throw ModelError(code: .invalidValue, message: "field \(key) takes true or false, not '\(text.prefix(40))'")
+            }
+        default:
+            value = .string(text)
+        }
+        try validate(value, for: key, field: field)
+        return value
+    }
+
+    /// Checks that one operation fits the schema.
+    ///
+    /// - Throws: ``ModelError`` (`unknownField`, `wrongKind`, `invalidValue`).
+    public func validate(_ op: FieldOperation) throws(ModelError) {
+        let key = op.field
+        let field = try definition(of: key)
+        func wrongKind(_ verb: String) -> ModelError {
+            ModelError(code: .wrongKind, message: "field \(key) is a \(field.kind.rawValue); cannot \(verb) it")
+        }
+        switch op {
+        case .assign(_, let value):
+            guard field.kind == .register else { throw wrongKind("set") }
+            try validate(value, for: key, field: field)
+        case .insert(_, let element), .remove(_, let element):
+            guard field.kind == .set else { throw wrongKind("add to or remove from") }
+            try validate(.string(element), for: key, field: field)
+        case .append(_, let text):
+            guard field.kind == .log else { throw wrongKind("append to") }
+            try validate(.string(text), for: key, field: field)
+        case .redact:
+            guard field.kind == .log else { throw wrongKind("redact") }
+        }
+    }
+
+    /// Checks every operation of a change.
+    ///
+    /// - Throws: ``ModelError`` naming the change and the first bad operation.
+    public func validate(_ change: Change) throws(ModelError) {
+        for op in change.ops {
+            do {
+                try validate(op)
+            } catch {
+                throw ModelError(code: error.code, message: "change \(change.caseID) \(change.dot): \(error.message)")
+            }
+        }
+    }
+
+    private func validate(_ value: Value, for key: FieldKey, field: FieldDefinition) throws(ModelError) {
+        func invalid(_ reason: String) -> ModelError {
+            ModelError(code: .invalidValue, message: "field \(key): \(reason)")
+        }
+        switch (field.type, value) {
+        case (.integer, .integer(let number)):
+            if let minimum = field.minimum, number < minimum { throw invalid("\(number) is below \(minimum)") }
+            if let maximum = field.maximum, number > maximum { throw invalid("\(number) is above \(maximum)") }
+        case (.boolean, .boolean):
+            break
+        case (.integer, _), (.boolean, _), (_, .integer), (_, .boolean):
+            throw invalid("expected a value of type \(field.type.rawValue)")
+        case (let type, .string(let text)):
+            let limit = field.maxLength ?? FieldDefinition.defaultMaximumLength
+            if text.count > limit { throw invalid("\(text.count) characters, at most \(limit)") }
+            try Self.validateText(text, type: type, field: field, invalid: invalid)
+        }
+    }
+
+    private static func validateText(
+        _ text: String, type: ValueType, field: FieldDefinition, invalid: (String) -> ModelError
+    ) throws(ModelError) {
+        let hasControl = text.unicodeScalars.contains { $0.value < 0x20 && (type != .text || ($0 != "\n" && $0 != "\t")) }
+        if hasControl { throw invalid("control characters are not allowed") }
+        switch type {
+        case .string, .text:
+            if type == .string && text.isEmpty { throw invalid("empty value") }
+        case .enum:
+            guard field.values?.contains(text) == true else {
+                throw invalid("'\(text.prefix(40))' is not one of \((field.values ?? []).joined(separator: ", "))")
+            }
+        case .institution:
+            guard (try? InstitutionID(text)) != nil else { throw invalid("'\(text.prefix(40))' is not an institution ID") }
+        case .date:
+            guard DateText.isDate(text) else { throw invalid("'\(text.prefix(40))' is not a date like 2026-12-01") }
+        case .datetime:
+            guard DateText.isDateTime(text) else {
+                throw invalid("'\(text.prefix(40))' is not a date and time like 2026-11-23T09:30:00+09:00")
+            }
+        case .integer, .boolean:
+            break
+        }
+    }
+}

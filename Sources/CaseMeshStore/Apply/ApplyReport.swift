@@ -1,0 +1,38 @@
+public import CaseMeshCRDT
+
+/// What happened to a batch of received changes.
+public struct ApplyReport: Hashable, Sendable {
+    /// One refused change and why.
+    public struct Rejection: Hashable, Sendable {
+        public var caseID: CaseID
+        public var dot: Dot
+        public var reason: String
+
+        public init(caseID: CaseID, dot: Dot, reason: String) {
+            self.caseID = caseID
+            self.dot = dot
+            self.reason = reason
+        }
+    }
+
+    /// Changes applied now, including earlier pending ones they unblocked.
+    public var applied = 0
+    /// Changes already held.
+    public var duplicates = 0
+    /// Changes held back until their causal dependencies arrive.
+    public var deferred = 0
+    /// Changes refused (schema, clock, structure); the rest of the batch still applies.
+    public var rejected: [Rejection] = []
+    /// The operations of the applied changes.
+    public var appliedOperations = 0
+
+    public init() {}
+
+    mutating func add(_ other: ApplyReport) {
+        applied += other.applied
+        duplicates += other.duplicates
+        deferred = other.deferred
+        rejected += other.rejected
+        appliedOperations += other.appliedOperations
+    }
+}

@@ -1,0 +1,138 @@
+public import CaseMeshCRDT
+import Foundation
+import GRDB
+
+/// One case as this replica holds it.
+public struct CaseSnapshot: Hashable, Sendable {
+    public var caseID: CaseID
+    public var version: VersionVector
+    /// Merged state of every written field, by field.
+    public var fields: [FieldKey: FieldState]
+
+    /// Fields whose registers hold concurrent values, sorted.
+    public var conflicts: [FieldKey] {
+        fields.compactMap { key, state in
+            if case .register(let register) = state, register.isConflict { return key }
+            return nil
+        }.sorted()
+    }
+}
+
+/// A short line about one case, for listings.
+public struct CaseSummary: Hashable, Sendable {
+    public var caseID: CaseID
+    public var title: String?
+    public var stage: String?
+    public var riskLevel: String?
+    public var participants: [String]
+    public var openConflicts: Int
+    public var changeCount: UInt64
+}
+
+/// One open conflict: a register with concurrent values.
+public struct ConflictSummary: Hashable, Sendable {
+    public var caseID: CaseID
+    public var field: FieldKey
+    /// The concurrent writes, provisional winner first.
+    public var siblings: [RegisterState.Sibling]
+}
+
+extension CaseStore {
+    /// The case as held here.
+    ///
+    /// - Throws: ``StoreError`` `caseNotFound`.
+    public func snapshot(of caseID: CaseID) throws(StoreError) -> CaseSnapshot {
+        try read { db in try Self.snapshot(db, caseID: caseID) }
+    }
+
+    static func snapshot(_ db: Database, caseID: CaseID) throws -> CaseSnapshot {
+        guard let caseRef = try Int64.fetchOne(db, sql: "SELECT id FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
+        else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
+        var fields: [FieldKey: FieldState] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT field, state FROM fieldState WHERE caseRef = ?", arguments: [caseRef]) {
+            let key = try FieldKey(parsing: row[0] as String)
+            fields[key] = try FieldState(decoding: [UInt8](row[1] as Data))
+        }
+        var version = VersionVector()
+        for row in try Row.fetchAll(
+            db,
+            sql: "SELECT replica.name, seq FROM caseVersion JOIN replica ON replica.id = replicaRef WHERE caseRef = ?",
+            arguments: [caseRef])
+        {
+            version[try ReplicaID(row[0] as String)] = UInt64(row[1] as Int64)
+        }
+        return CaseSnapshot(caseID: caseID, version: version, fields: fields)
+    }
+
+    /// Every case held here, by case ID.
+    public func caseSummaries() throws(StoreError) -> [CaseSummary] {
+        try read { db in
+            let ids = try String.fetchAll(db, sql: "SELECT caseKey FROM caseRecord ORDER BY caseKey")
+            return try ids.map { text in
+                let snapshot = try Self.snapshot(db, caseID: CaseID(text))
+                func register(_ name: String) -> String? {
+                    guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else { return nil }
+                    return state.value?.description
+                }
+                var participants: [String] = []
+                if case .set(let set)? = snapshot.fields[FieldKey(entity: "case", field: "participants")] {
+                    participants = set.elements(.addWins)
+                }
+                return CaseSummary(
+                    caseID: snapshot.caseID, title: register("title"), stage: register("stage"),
+                    riskLevel: register("riskLevel"), participants: participants,
+                    openConflicts: snapshot.conflicts.count, changeCount: snapshot.version.totalCount)
+            }
+        }
+    }
+
+    /// Every open conflict, by case and field.
+    public func openConflicts() throws(StoreError) -> [ConflictSummary] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT caseRecord.caseKey, fieldState.field, fieldState.state FROM conflict
+                    JOIN caseRecord ON caseRecord.id = conflict.caseRef
+                    JOIN fieldState ON fieldState.caseRef = conflict.caseRef AND fieldState.field = conflict.field
+                    ORDER BY caseRecord.caseKey, fieldState.field
+                    """)
+            return try rows.compactMap { row in
+                guard case .register(let register) = try FieldState(decoding: [UInt8](row[2] as Data)) else { return nil }
+                return ConflictSummary(
+                    caseID: try CaseID(row[0] as String), field: try FieldKey(parsing: row[1] as String),
+                    siblings: register.siblings)
+            }
+        }
+    }
+
+    /// How many changes wait for their causal dependencies.
+    public func pendingCount() throws(StoreError) -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0 }
+    }
+
+    /// The encoded changes held here, in causal order, optionally only for the cases
+    /// an institution participates in.
+    ///
+    /// - Parameter institution: when given, only cases whose participants include it.
+    public func encodedChanges(for institution: InstitutionID? = nil) throws(StoreError) -> [[UInt8]] {
+        try read { db in
+            var caseFilter = ""
+            var arguments: StatementArguments = []
+            if let institution {
+                let participantCases = try Row.fetchAll(
+                    db, sql: "SELECT caseRef, state FROM fieldState WHERE field = 'case.participants'")
+                let allowed = try participantCases.filter { row in
+                    guard case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data)) else { return false }
+                    return set.contains(institution.rawValue, .addWins)
+                }.map { $0[0] as Int64 }
+                caseFilter = "WHERE caseRef IN (\(allowed.map { _ in "?" }.joined(separator: ",")))"
+                arguments = StatementArguments(allowed)
+            }
+            return try Data.fetchAll(
+                db, sql: "SELECT body FROM change \(caseFilter) ORDER BY hlcPhysical, hlcLogical, replicaRef, seq",
+                arguments: arguments
+            ).map { [UInt8]($0) }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+public import CaseMeshCRDT
+public import CaseMeshModel
+import Foundation
+import GRDB
+
+/// The durable replica of the cases this node holds: a façade over one SQLite
+/// database (GRDB, WAL mode) whose write methods each run in one transaction and
+/// keep the store's invariants.
+///
+/// - Important: Every method that accepts input from outside (a peer's changes, a
+///   bundle, a user's write) validates it and throws ``StoreError``; a refused input
+///   never leaves partial state behind.
+public struct CaseStore: Sendable {
+    /// The replica this store belongs to.
+    public let replicaID: ReplicaID
+    /// The case schema writes and received changes are checked against.
+    public let schema: CaseSchema
+    let writer: any DatabaseWriter
+    let clock: any WallClock
+    /// How far ahead of the wall clock a received change's timestamp may be.
+    public var maximumDriftMillis: UInt64 = HybridLogicalClock.defaultMaximumDriftMillis
+
+    /// The name of the database file inside a data directory.
+    public static let databaseFileName = "casemesh.sqlite"
+
+    init(writer: any DatabaseWriter, schema: CaseSchema, clock: any WallClock) throws {
+        self.writer = writer
+        self.schema = schema
+        self.clock = clock
+        let info = try writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT replicaID, schemaVersion FROM replicaInfo WHERE singleton = 1")
+        }
+        guard let info else {
+            throw StoreError(code: .notInitialized, message: "the data directory holds no replica; run 'casemesh init' first")
+        }
+        let storedVersion: Int = info["schemaVersion"]
+        guard storedVersion == schema.version else {
+            throw StoreError(
+                code: .schemaMismatch,
+                message: "the store follows case schema version \(storedVersion), this build version \(schema.version)")
+        }
+        replicaID = try ReplicaID(info["replicaID"] as String)
+    }
+
+    static func configuration() -> Configuration {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(30)
+        configuration.prepareDatabase { db in
+            // FULL: an acknowledged commit survives power loss as well as kill -9.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return configuration
+    }
+
+    /// Creates a new replica in `directory` (created if missing).
+    ///
+    /// - Throws: ``StoreError`` `alreadyInitialized` when the directory already holds one.
+    public static func create(
+        directory: String, replicaID: ReplicaID, schema: CaseSchema = .bundled, clock: any WallClock = SystemWallClock()
+    ) throws(StoreError) -> CaseStore {
+        let path = (directory as NSString).appendingPathComponent(databaseFileName)
+        if FileManager.default.fileExists(atPath: path) {
+            throw StoreError(code: .alreadyInitialized, message: "\(directory) already holds a replica")
+        }
+        return try wrapDatabaseErrors {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let pool = try DatabasePool(path: path, configuration: configuration())
+            try initialize(pool, replicaID: replicaID, schema: schema, clock: clock)
+            return try CaseStore(writer: pool, schema: schema, clock: clock)
+        }
+    }
+
+    /// Opens the replica in `directory`, applying any pending store migrations.
+    ///
+    /// - Throws: ``StoreError`` `notInitialized` when there is none.
+    public static func open(
+        directory: String, schema: CaseSchema = .bundled, clock: any WallClock = SystemWallClock()
+    ) throws(StoreError) -> CaseStore {
+        let path = (directory as NSString).appendingPathComponent(databaseFileName)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError(
+                code: .notInitialized, message: "no replica in \(directory); run 'casemesh init --replica ID' first")
+        }
+        return try wrapDatabaseErrors {
+            let pool = try DatabasePool(path: path, configuration: configuration())
+            try Migrations.migrator.migrate(pool)
+            return try CaseStore(writer: pool, schema: schema, clock: clock)
+        }
+    }
+
+    /// Creates a replica in memory, for tests and simulations.
+    public static func inMemory(
+        replicaID: ReplicaID, schema: CaseSchema = .bundled, clock: any WallClock = SystemWallClock()
+    ) throws(StoreError) -> CaseStore {
+        try wrapDatabaseErrors {
+            let queue = try DatabaseQueue(configuration: configuration())
+            try initialize(queue, replicaID: replicaID, schema: schema, clock: clock)
+            return try CaseStore(writer: queue, schema: schema, clock: clock)
+        }
+    }
+
+    private static func initialize(
+        _ writer: some DatabaseWriter, replicaID: ReplicaID, schema: CaseSchema, clock: any WallClock
+    ) throws {
+        try Migrations.migrator.migrate(writer)
+        try writer.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO replicaInfo (singleton, replicaID, schemaVersion, clockPhysical, clockLogical, createdAt)
+                    VALUES (1, ?, ?, 0, 0, ?)
+                    """,
+                arguments: [replicaID.rawValue, schema.version, Int64(clock.nowMillis())])
+        }
+    }
+
+    /// Runs `body`, turning any error that is not already a ``StoreError`` into one.
+    static func wrapDatabaseErrors<T>(_ body: () throws -> T) throws(StoreError) -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            throw error
+        } catch let error as CRDTError {
+            throw StoreError(code: .invalidWrite, message: error.message, cause: error)
+        } catch let error as ModelError {
+            throw StoreError(code: .invalidWrite, message: error.message, cause: error)
+        } catch let error as DatabaseError {
+            throw StoreError(code: .database, message: "database error: \(error.message ?? "\(error.resultCode)")", cause: error)
+        } catch {
+            throw StoreError(code: .database, message: "storage error: \(error)")
+        }
+    }
+
+    /// Runs a read-only query.
+    func read<T: Sendable>(_ body: @Sendable (Database) throws -> T) throws(StoreError) -> T {
+        try Self.wrapDatabaseErrors { try writer.read(body) }
+    }
+
+    /// Runs one write transaction.
+    func write<T: Sendable>(_ body: @Sendable (Database) throws -> T) throws(StoreError) -> T {
+        try Self.wrapDatabaseErrors { try writer.write(body) }
+    }
+}

@@ -1,0 +1,96 @@
+public import CaseMeshCRDT
+import Crypto
+
+/// A file of changes carried between replicas with no network (a USB stick).
+///
+/// Layout: the magic line `CASEMESH-BUNDLE\n`, then varints for the format version,
+/// the schema version, the creation time, a string for the source replica and one
+/// for the institution it was made for (empty for all), the change count, each change
+/// as a length-prefixed blob, and finally the SHA-256 of everything before it.
+///
+/// The checksum catches truncation and corruption; it is not a signature (signed
+/// changes come with the need-to-know work).
+public struct ChangeBundle: Sendable {
+    public static let magic = Array("CASEMESH-BUNDLE\n".utf8)
+    public static let formatVersion: UInt64 = 1
+
+    public var schemaVersion: Int
+    public var source: ReplicaID
+    public var recipient: InstitutionID?
+    public var createdAtMillis: UInt64
+    /// The encoded changes, in causal order.
+    public var changes: [[UInt8]]
+
+    public init(
+        schemaVersion: Int, source: ReplicaID, recipient: InstitutionID?, createdAtMillis: UInt64, changes: [[UInt8]]
+    ) {
+        self.schemaVersion = schemaVersion
+        self.source = source
+        self.recipient = recipient
+        self.createdAtMillis = createdAtMillis
+        self.changes = changes
+    }
+
+    /// The bundle's file bytes.
+    public func encoded() -> [UInt8] {
+        var writer = BinaryWriter(capacity: 64 + changes.reduce(0) { $0 + $1.count + 3 })
+        writer.write(bytes: Self.magic)
+        writer.writeVarint(Self.formatVersion)
+        writer.writeVarint(UInt64(schemaVersion))
+        writer.writeVarint(createdAtMillis)
+        writer.writeString(source.rawValue)
+        writer.writeString(recipient?.rawValue ?? "")
+        writer.writeVarint(UInt64(changes.count))
+        for change in changes { writer.writeBlob(change) }
+        let digest = SHA256.hash(data: writer.bytes)
+        writer.write(bytes: digest)
+        return writer.bytes
+    }
+
+    /// Reads a bundle file, checking its magic, checksum and versions.
+    ///
+    /// The changes inside are returned undecoded: each is decoded and checked on its
+    /// own, so one bad change does not spoil the others.
+    ///
+    /// - Parameter expectedSchemaVersion: the schema version this replica follows.
+    /// - Throws: ``StoreError`` `corrupt` or `schemaMismatch`.
+    public init(decoding bytes: [UInt8], expectedSchemaVersion: Int) throws(StoreError) {
+        guard bytes.count >= Self.magic.count + 32, bytes.starts(with: Self.magic) else {
+            throw StoreError(code: .corrupt, message: "not a CaseMesh change bundle")
+        }
+        let body = Array(bytes.dropLast(32))
+        guard Array(SHA256.hash(data: body)) == Array(bytes.suffix(32)) else {
+            throw StoreError(code: .corrupt, message: "the bundle is truncated or corrupted (checksum mismatch)")
+        }
+        do {
+            var reader = BinaryReader(body)
+            for _ in Self.magic { _ = try reader.readByte() }
+            let format = try reader.readVarint()
+            guard format == Self.formatVersion else {
+                throw StoreError(code: .corrupt, message: "bundle format \(format) is not supported (expected \(Self.formatVersion))")
+            }
+            let schemaVersion = try reader.readVarint()
+            guard schemaVersion == UInt64(expectedSchemaVersion) else {
+                throw StoreError(
+                    code: .schemaMismatch,
+                    message: "the bundle follows case schema version \(schemaVersion), this replica version \(expectedSchemaVersion)"
+                )
+            }
+            createdAtMillis = try reader.readVarint()
+            source = try ReplicaID(reader.readString())
+            let recipientText = try reader.readString()
+            recipient = recipientText.isEmpty ? nil : try InstitutionID(recipientText)
+            let count = try reader.readCount(limit: 100_000_000, "change count")
+            var changes: [[UInt8]] = []
+            changes.reserveCapacity(min(count, 1 << 20))
+            for _ in 0..<count { changes.append(try reader.readBlob()) }
+            try reader.expectEnd()
+            self.schemaVersion = Int(schemaVersion)
+            self.changes = changes
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(code: .corrupt, message: "the bundle is malformed: \(error)")
+        }
+    }
+}

@@ -1,0 +1,1 @@
+../../../schema/migrations/0001-initial.sql

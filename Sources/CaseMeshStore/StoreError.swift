@@ -1,0 +1,39 @@
+/// An error raised by the case store.
+///
+/// Refusals caused by input (a bad change, an unknown case, a store of another
+/// schema) carry a one-line ``message`` fit for the command line; database failures
+/// keep their ``cause``.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// The data directory holds no replica yet.
+        public static let notInitialized = Code("notInitialized")
+        /// The data directory already holds a replica.
+        public static let alreadyInitialized = Code("alreadyInitialized")
+        /// No case with that ID is held here.
+        public static let caseNotFound = Code("caseNotFound")
+        /// A write was refused (schema, identifiers, clock).
+        public static let invalidWrite = Code("invalidWrite")
+        /// The store or a bundle follows another schema version.
+        public static let schemaMismatch = Code("schemaMismatch")
+        /// A bundle or stored record is malformed.
+        public static let corrupt = Code("corrupt")
+        /// SQLite or the file system failed.
+        public static let database = Code("database")
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error & Sendable)?
+
+    public init(code: Code, message: String, cause: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    public var description: String { message }
+}

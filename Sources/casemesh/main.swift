@@ -1,0 +1,3 @@
+import CaseMeshCLI
+
+CaseMeshCommand.main()

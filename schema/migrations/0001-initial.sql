@@ -1,0 +1,70 @@
+-- CaseMesh store, migration 1. Never edit once shipped: add a new migration instead.
+--
+-- Identifiers are interned (replica, caseRecord) so the hot tables key on small
+-- integers. The change log keeps one compact encoded row per change, not one row
+-- per operation; field state is one row per written field.
+
+-- This node: its replica ID, the schema version its data follows, its clock.
+CREATE TABLE replicaInfo (
+    singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
+    replicaID      TEXT    NOT NULL,
+    schemaVersion  INTEGER NOT NULL,
+    clockPhysical  INTEGER NOT NULL,
+    clockLogical   INTEGER NOT NULL,
+    createdAt      INTEGER NOT NULL
+);
+
+-- Interned replica IDs (origins of changes).
+CREATE TABLE replica (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT    NOT NULL UNIQUE
+);
+
+-- Every case this node holds.
+CREATE TABLE caseRecord (
+    id       INTEGER PRIMARY KEY,
+    caseKey  TEXT    NOT NULL UNIQUE
+);
+
+-- Per-case version vector: the highest sequence held from each origin.
+CREATE TABLE caseVersion (
+    caseRef     INTEGER NOT NULL REFERENCES caseRecord(id),
+    replicaRef  INTEGER NOT NULL REFERENCES replica(id),
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (caseRef, replicaRef)
+) WITHOUT ROWID;
+
+-- The change log: one row per applied change, its canonical encoding in body.
+CREATE TABLE change (
+    caseRef      INTEGER NOT NULL,
+    replicaRef   INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    hlcPhysical  INTEGER NOT NULL,
+    hlcLogical   INTEGER NOT NULL,
+    body         BLOB    NOT NULL,
+    PRIMARY KEY (caseRef, replicaRef, seq)
+) WITHOUT ROWID;
+
+-- Materialized merged state of every written field (FieldState encoding).
+CREATE TABLE fieldState (
+    caseRef  INTEGER NOT NULL,
+    field    TEXT    NOT NULL,
+    state    BLOB    NOT NULL,
+    PRIMARY KEY (caseRef, field)
+) WITHOUT ROWID;
+
+-- Registers holding concurrent values that a person has to resolve.
+CREATE TABLE conflict (
+    caseRef  INTEGER NOT NULL,
+    field    TEXT    NOT NULL,
+    PRIMARY KEY (caseRef, field)
+) WITHOUT ROWID;
+
+-- Changes received before their causal dependencies ("ask again", never "skip").
+CREATE TABLE pendingChange (
+    caseKey     TEXT    NOT NULL,
+    origin      TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    body        BLOB    NOT NULL,
+    PRIMARY KEY (caseKey, origin, seq)
+) WITHOUT ROWID;
