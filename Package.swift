@@ -4,6 +4,8 @@ import PackageDescription
 let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    // Warnings are defects here: CI and every local build fail on them.
+    .unsafeFlags(["-warnings-as-errors"]),
 ]
 
 let package = Package(
@@ -49,11 +51,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "casemesh", dependencies: ["CaseMeshCLI"], swiftSettings: strictSettings),
-        .testTarget(name: "CaseMeshCRDTTests", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
+        .target(
+            name: "CaseMeshTestSupport",
+            dependencies: ["CaseMeshCRDT", "CaseMeshModel"],
+            path: "Tests/CaseMeshTestSupport",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CaseMeshCRDTTests", dependencies: ["CaseMeshCRDT", "CaseMeshTestSupport"], swiftSettings: strictSettings
+        ),
         .testTarget(name: "CaseMeshModelTests", dependencies: ["CaseMeshModel"], swiftSettings: strictSettings),
         .testTarget(
             name: "CaseMeshStoreTests",
-            dependencies: ["CaseMeshStore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CaseMeshStore", "CaseMeshTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(
