@@ -46,20 +46,22 @@ extension CaseStore {
     }
 
     static func snapshot(_ db: Database, caseID: CaseID) throws -> CaseSnapshot {
-        guard let caseRef = try Int64.fetchOne(db, sql: "SELECT id FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
+        guard let record = try Row.fetchOne(db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
         else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
+        let caseRef: Int64 = record[0]
         var fields: [FieldKey: FieldState] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT field, state FROM fieldState WHERE caseRef = ?", arguments: [caseRef]) {
             let key = try FieldKey(parsing: row[0] as String)
             fields[key] = try FieldState(decoding: [UInt8](row[1] as Data))
         }
         var version = VersionVector()
-        for row in try Row.fetchAll(
-            db,
-            sql: "SELECT replica.name, seq FROM caseVersion JOIN replica ON replica.id = replicaRef WHERE caseRef = ?",
-            arguments: [caseRef])
-        {
-            version[try ReplicaID(row[0] as String)] = UInt64(row[1] as Int64)
+        var reader = BinaryReader([UInt8](record[1] as Data))
+        while !reader.isAtEnd {
+            let ref = Int64(bitPattern: try reader.readVarint())
+            guard let name = try String.fetchOne(db, sql: "SELECT name FROM replica WHERE id = ?", arguments: [ref]) else {
+                throw StoreError(code: .corrupt, message: "case \(caseID) names unknown replica \(ref)")
+            }
+            version[try ReplicaID(name)] = try reader.readVarint()
         }
         return CaseSnapshot(caseID: caseID, version: version, fields: fields)
     }
@@ -130,7 +132,7 @@ extension CaseStore {
                 arguments = StatementArguments(allowed)
             }
             return try Data.fetchAll(
-                db, sql: "SELECT body FROM change \(caseFilter) ORDER BY hlcPhysical, hlcLogical, replicaRef, seq",
+                db, sql: "SELECT body FROM change \(caseFilter) ORDER BY id",
                 arguments: arguments
             ).map { [UInt8]($0) }
         }

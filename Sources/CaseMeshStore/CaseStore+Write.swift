@@ -36,15 +36,9 @@ extension CaseStore {
     }
 
     private func commit(caseID: CaseID, ops: [FieldOperation], isNewCase: Bool) throws(StoreError) -> Change {
-        let wallMillis = clock.nowMillis()
-        let schema = schema
         let replicaID = replicaID
-        let drift = maximumDriftMillis
-        return try write { db in
-            let session = try ApplySession(db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift)
-            let change = try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: isNewCase)
-            try session.flush()
-            return change
+        return try withApplySession(wallMillis: clock.nowMillis()) { session in
+            try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: isNewCase)
         }
     }
 
@@ -62,25 +56,20 @@ extension CaseStore {
     public func apply(
         _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000
     ) throws(StoreError) -> ApplyReport {
-        let schema = schema
-        let drift = maximumDriftMillis
-        let ordered = changes.sorted { Change.causalOrder($0.change, $1.change) }
+        let order = changes.indices.sorted { Change.causalOrder(changes[$0].change, changes[$1].change) }
         var total = ApplyReport()
         var start = 0
         repeat {
-            let batch = Array(ordered[start..<min(start + max(1, batchSize), ordered.count)])
-            let wallMillis = clock.nowMillis()
-            let report = try write { db in
+            let batch = order[start..<min(start + max(1, batchSize), order.count)]
+            let report = try withApplySession(wallMillis: clock.nowMillis()) { session in
                 var report = ApplyReport()
-                let session = try ApplySession(db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift)
-                for item in batch { try session.receive(item.change, body: item.body, report: &report) }
+                for index in batch { try session.receive(changes[index].change, body: changes[index].body, report: &report) }
                 try session.drainPending(report: &report)
-                try session.flush()
                 return report
             }
             total.add(report)
             start += batch.count
-        } while start < ordered.count
+        } while start < order.count
         return total
     }
 

@@ -17,6 +17,7 @@ public struct CaseStore: Sendable {
     public let schema: CaseSchema
     let writer: any DatabaseWriter
     let clock: any WallClock
+    let cache = StoreCache()
     /// How far ahead of the wall clock a received change's timestamp may be.
     public var maximumDriftMillis: UInt64 = HybridLogicalClock.defaultMaximumDriftMillis
 
@@ -48,6 +49,8 @@ public struct CaseStore: Sendable {
         configuration.prepareDatabase { db in
             // FULL: an acknowledged commit survives power loss as well as kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // 64 MiB of page cache: applying a batch touches pages all over the state tables.
+            try db.execute(sql: "PRAGMA cache_size = -65536")
         }
         return configuration
     }
@@ -138,5 +141,25 @@ public struct CaseStore: Sendable {
     /// Runs one write transaction.
     func write<T: Sendable>(_ body: @Sendable (Database) throws -> T) throws(StoreError) -> T {
         try Self.wrapDatabaseErrors { try writer.write(body) }
+    }
+
+    /// Runs one write transaction with an apply session over the store's cache.
+    func withApplySession<T: Sendable>(
+        wallMillis: UInt64, _ body: @Sendable (ApplySession) throws -> T
+    ) throws(StoreError) -> T {
+        let schema = schema
+        let drift = maximumDriftMillis
+        let cache = cache
+        return try Self.wrapDatabaseErrors {
+            try cache.withLock { cache in
+                try writer.write { db in
+                    let session = try ApplySession(
+                        db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift, cache: cache)
+                    let result = try body(session)
+                    try session.flush()
+                    return result
+                }
+            }
+        }
     }
 }

@@ -20,30 +20,27 @@ CREATE TABLE replica (
     name  TEXT    NOT NULL UNIQUE
 );
 
--- Every case this node holds.
+-- Every case this node holds, with its version vector: the highest sequence held
+-- from each origin, encoded as sorted (replicaRef, seq) varint pairs.
 CREATE TABLE caseRecord (
     id       INTEGER PRIMARY KEY,
-    caseKey  TEXT    NOT NULL UNIQUE
+    caseKey  TEXT    NOT NULL UNIQUE,
+    version  BLOB    NOT NULL DEFAULT x''
 );
 
--- Per-case version vector: the highest sequence held from each origin.
-CREATE TABLE caseVersion (
-    caseRef     INTEGER NOT NULL REFERENCES caseRecord(id),
-    replicaRef  INTEGER NOT NULL REFERENCES replica(id),
-    seq         INTEGER NOT NULL,
-    PRIMARY KEY (caseRef, replicaRef)
-) WITHOUT ROWID;
-
--- The change log: one row per applied change, its canonical encoding in body.
+-- The change log, in arrival order: one row per applied change, its canonical
+-- encoding in body. Append-only, so applying a batch writes new pages at the end
+-- instead of rewriting pages all over a keyed table; the arrival id is the cursor
+-- sync resumes from. Duplicates are caught by the case's version vector.
 CREATE TABLE change (
+    id           INTEGER PRIMARY KEY,
     caseRef      INTEGER NOT NULL,
     replicaRef   INTEGER NOT NULL,
     seq          INTEGER NOT NULL,
     hlcPhysical  INTEGER NOT NULL,
     hlcLogical   INTEGER NOT NULL,
-    body         BLOB    NOT NULL,
-    PRIMARY KEY (caseRef, replicaRef, seq)
-) WITHOUT ROWID;
+    body         BLOB    NOT NULL
+);
 
 -- Materialized merged state of every written field (FieldState encoding).
 CREATE TABLE fieldState (

@@ -5,45 +5,38 @@ import GRDB
 
 /// Applies changes inside one write transaction: the hot path.
 ///
-/// Field states, version vectors and interned IDs are cached for the whole
-/// transaction, so several writes to the same field in a batch cost one state write,
-/// and every statement is a cached prepared statement.
+/// Decoded field states, version vectors and interned IDs come from the
+/// ``StoreCache``; a batch's writes to the same field collapse into one state write,
+/// the change log is appended in arrival order, and every statement is a cached
+/// prepared statement.
 ///
-/// - Important: A session lives inside one `DatabaseWriter.write` closure and is never
-///   shared; ``flush()`` must run before the closure returns.
+/// - Important: A session lives inside one `DatabaseWriter.write` closure, under the
+///   cache's lock, and ``flush()`` must run before the closure returns.
 final class ApplySession {
-    private struct StateKey: Hashable {
-        var caseRef: Int64
-        var field: String
-    }
-
-    private struct VersionKey: Hashable {
-        var caseRef: Int64
-        var origin: ReplicaID
-    }
-
-    private struct CachedState {
-        var state: FieldState
-        var wasConflict: Bool
-        var dirty: Bool
-    }
+    typealias StateKey = StoreCache.StateKey
 
     private let db: Database
     private let schema: CaseSchema
     private let wallMillis: UInt64
+    private let cache: StoreCache
     private(set) var clock: HybridLogicalClock
-    private var caseRefs: [CaseID: Int64] = [:]
-    private var replicaRefs: [ReplicaID: Int64] = [:]
-    private var versions: [Int64: VersionVector] = [:]
-    private var dirtyVersions: Set<VersionKey> = []
-    private var states: [StateKey: CachedState] = [:]
+    /// Dirty field states, with whether each was a conflict when the batch began.
+    private var dirtyStates: [StateKey: Bool] = [:]
+    private var dirtyCases: Set<Int64> = []
     private var touchedCases: Set<CaseID> = []
     private var deferredAny = false
 
-    init(db: Database, schema: CaseSchema, wallMillis: UInt64, maximumDriftMillis: UInt64) throws {
+    init(db: Database, schema: CaseSchema, wallMillis: UInt64, maximumDriftMillis: UInt64, cache: StoreCache) throws {
         self.db = db
         self.schema = schema
         self.wallMillis = wallMillis
+        self.cache = cache
+        let dataVersion = try Int64.fetchOne(db, sql: "PRAGMA data_version")
+        if cache.dataVersion != dataVersion {
+            cache.invalidateLocked()
+            cache.dataVersion = dataVersion
+        }
+        cache.trimLocked()
         let row = try Row.fetchOne(db, sql: "SELECT clockPhysical, clockLogical FROM replicaInfo WHERE singleton = 1")
         let physical: Int64 = row?["clockPhysical"] ?? 0
         let logical: Int64 = row?["clockLogical"] ?? 0
@@ -52,25 +45,27 @@ final class ApplySession {
             maximumDriftMillis: maximumDriftMillis)
     }
 
-    // MARK: Identifiers
+    // MARK: Identifiers and versions
 
     func caseRef(_ caseID: CaseID, create: Bool) throws -> Int64? {
-        if let ref = caseRefs[caseID] { return ref }
-        let select = try db.cachedStatement(sql: "SELECT id FROM caseRecord WHERE caseKey = ?")
-        if let ref = try Int64.fetchOne(select, arguments: [caseID.rawValue]) {
-            caseRefs[caseID] = ref
+        if let ref = cache.caseRefs[caseID] { return ref }
+        let select = try db.cachedStatement(sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?")
+        if let row = try Row.fetchOne(select, arguments: [caseID.rawValue]) {
+            let ref: Int64 = row[0]
+            cache.caseRefs[caseID] = ref
+            if cache.versions[ref] == nil { cache.versions[ref] = try decodeVersion(row[1]) }
             return ref
         }
         guard create else { return nil }
         try db.cachedStatement(sql: "INSERT INTO caseRecord (caseKey) VALUES (?)").execute(arguments: [caseID.rawValue])
         let ref = db.lastInsertedRowID
-        caseRefs[caseID] = ref
-        versions[ref] = VersionVector()
+        cache.caseRefs[caseID] = ref
+        cache.versions[ref] = VersionVector()
         return ref
     }
 
     func replicaRef(_ replica: ReplicaID) throws -> Int64 {
-        if let ref = replicaRefs[replica] { return ref }
+        if let ref = cache.replicaRefs[replica] { return ref }
         let select = try db.cachedStatement(sql: "SELECT id FROM replica WHERE name = ?")
         let ref: Int64
         if let existing = try Int64.fetchOne(select, arguments: [replica.rawValue]) {
@@ -79,21 +74,48 @@ final class ApplySession {
             try db.cachedStatement(sql: "INSERT INTO replica (name) VALUES (?)").execute(arguments: [replica.rawValue])
             ref = db.lastInsertedRowID
         }
-        replicaRefs[replica] = ref
+        cache.replicaRefs[replica] = ref
+        cache.replicaNames[ref] = replica
         return ref
     }
 
-    func version(ofCase caseRef: Int64) throws -> VersionVector {
-        if let cached = versions[caseRef] { return cached }
-        let select = try db.cachedStatement(
-            sql: "SELECT replica.name, caseVersion.seq FROM caseVersion JOIN replica ON replica.id = caseVersion.replicaRef "
-                + "WHERE caseVersion.caseRef = ?")
+    private func replicaName(_ ref: Int64) throws -> ReplicaID {
+        if let name = cache.replicaNames[ref] { return name }
+        guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM replica WHERE id = ?"), arguments: [ref])
+        else { throw StoreError(code: .corrupt, message: "version vector names unknown replica \(ref)") }
+        let name = try ReplicaID(text)
+        cache.replicaNames[ref] = name
+        cache.replicaRefs[name] = ref
+        return name
+    }
+
+    private func decodeVersion(_ data: Data) throws -> VersionVector {
+        var reader = BinaryReader([UInt8](data))
         var vector = VersionVector()
-        let rows = try Row.fetchCursor(select, arguments: [caseRef])
-        while let row = try rows.next() {
-            vector[try ReplicaID(row[0] as String)] = UInt64(row[1] as Int64)
+        while !reader.isAtEnd {
+            let ref = Int64(bitPattern: try reader.readVarint())
+            vector[try replicaName(ref)] = try reader.readVarint()
         }
-        versions[caseRef] = vector
+        return vector
+    }
+
+    private func encodeVersion(_ vector: VersionVector) throws -> Data {
+        var pairs: [(Int64, UInt64)] = []
+        for (origin, seq) in vector.entries { pairs.append((try replicaRef(origin), seq)) }
+        pairs.sort { $0.0 < $1.0 }
+        var writer = BinaryWriter(capacity: pairs.count * 6)
+        for (ref, seq) in pairs {
+            writer.writeVarint(UInt64(bitPattern: ref))
+            writer.writeVarint(seq)
+        }
+        return Data(writer.bytes)
+    }
+
+    func version(ofCase caseRef: Int64) throws -> VersionVector {
+        if let cached = cache.versions[caseRef] { return cached }
+        let select = try db.cachedStatement(sql: "SELECT version FROM caseRecord WHERE id = ?")
+        let vector = try decodeVersion(try Data.fetchOne(select, arguments: [caseRef]) ?? Data())
+        cache.versions[caseRef] = vector
         return vector
     }
 
@@ -130,7 +152,7 @@ final class ApplySession {
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
             return
         }
-        let caseRef = try caseRef(change.caseID, create: true)!
+        guard let caseRef = try caseRef(change.caseID, create: true) else { return }
         let held = try version(ofCase: caseRef)
         if held.contains(change.dot) {
             report.duplicates += 1
@@ -154,13 +176,12 @@ final class ApplySession {
             let anyPending = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM pendingChange)") ?? false
             guard anyPending else { return }
         }
-        let select = try db.cachedStatement(sql: "SELECT origin, seq, body FROM pendingChange WHERE caseKey = ?")
+        let select = try db.cachedStatement(sql: "SELECT body FROM pendingChange WHERE caseKey = ?")
         let delete = try db.cachedStatement(sql: "DELETE FROM pendingChange WHERE caseKey = ? AND origin = ? AND seq = ?")
         for caseID in touchedCases.sorted() {
             var waiting: [(change: Change, body: [UInt8])] = []
-            let rows = try Row.fetchCursor(select, arguments: [caseID.rawValue])
-            while let row = try rows.next() {
-                let body = [UInt8](row[2] as Data)
+            for data in try Data.fetchAll(select, arguments: [caseID.rawValue]) {
+                let body = [UInt8](data)
                 if let change = try? Change(decoding: body) { waiting.append((change, body)) }
             }
             guard !waiting.isEmpty, let caseRef = try caseRef(caseID, create: false) else { continue }
@@ -169,47 +190,53 @@ final class ApplySession {
             while progressed {
                 progressed = false
                 let held = try version(ofCase: caseRef)
-                for (index, item) in waiting.enumerated().reversed() {
-                    let change = item.change
-                    let ready = held[change.origin] == change.seq - 1 && held.includes(change.context)
-                    guard held.contains(change.dot) || ready else { continue }
-                    if ready {
-                        try apply(change, body: item.body, caseRef: caseRef)
-                        report.applied += 1
-                        report.appliedOperations += change.ops.count
-                    }
-                    try delete.execute(arguments: [caseID.rawValue, change.origin.rawValue, Int64(change.seq)])
-                    waiting.remove(at: index)
-                    progressed = true
-                    break
+                guard let index = waiting.firstIndex(where: { item in
+                    held.contains(item.change.dot)
+                        || (held[item.change.origin] == item.change.seq - 1 && held.includes(item.change.context))
+                }) else { break }
+                let (change, body) = waiting.remove(at: index)
+                if !held.contains(change.dot) {
+                    try apply(change, body: body, caseRef: caseRef)
+                    report.applied += 1
+                    report.appliedOperations += change.ops.count
                 }
+                try delete.execute(arguments: [caseID.rawValue, change.origin.rawValue, Int64(change.seq)])
+                progressed = true
             }
         }
         report.deferred = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0
     }
 
-    private func loadState(_ key: StateKey) throws -> CachedState? {
-        if let cached = states[key] { return cached }
+    private func state(_ key: StateKey) throws -> FieldState? {
+        if let cached = cache.states[key] { return cached }
         let select = try db.cachedStatement(sql: "SELECT state FROM fieldState WHERE caseRef = ? AND field = ?")
         guard let data = try Data.fetchOne(select, arguments: [key.caseRef, key.field]) else { return nil }
         let state = try FieldState(decoding: [UInt8](data))
-        var wasConflict = false
-        if case .register(let register) = state { wasConflict = register.isConflict }
-        let cached = CachedState(state: state, wasConflict: wasConflict, dirty: false)
-        states[key] = cached
-        return cached
+        cache.states[key] = state
+        return state
+    }
+
+    private static func isConflict(_ state: FieldState?) -> Bool {
+        if case .register(let register)? = state { return register.isConflict }
+        return false
     }
 
     /// Applies a change whose dependencies are all held: all operations or none.
     private func apply(_ change: Change, body: [UInt8], caseRef: Int64) throws {
-        var updated: [StateKey: CachedState] = [:]
+        var updated: [(key: StateKey, state: FieldState)] = []
         for (index, op) in change.ops.enumerated() {
             let key = StateKey(caseRef: caseRef, field: op.field.storageKey)
-            var cached = try updated[key] ?? loadState(key)
-                ?? CachedState(state: .empty(for: op), wasConflict: false, dirty: true)
-            try cached.state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
-            cached.dirty = true
-            updated[key] = cached
+            let position = updated.firstIndex { $0.key == key }
+            var state: FieldState
+            if let position {
+                state = updated[position].state
+            } else {
+                let current = try self.state(key)
+                if dirtyStates[key] == nil { dirtyStates[key] = Self.isConflict(current) }
+                state = current ?? .empty(for: op)
+            }
+            try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
+            if let position { updated[position].state = state } else { updated.append((key, state)) }
         }
         let replicaRef = try replicaRef(change.origin)
         try db.cachedStatement(
@@ -217,42 +244,39 @@ final class ApplySession {
         ).execute(arguments: [
             caseRef, replicaRef, Int64(change.seq), Int64(change.hlc.physical), Int64(change.hlc.logical), Data(body),
         ])
-        for (key, cached) in updated { states[key] = cached }
+        for (key, state) in updated { cache.states[key] = state }
         var vector = try version(ofCase: caseRef)
         vector[change.origin] = change.seq
-        versions[caseRef] = vector
-        dirtyVersions.insert(VersionKey(caseRef: caseRef, origin: change.origin))
+        cache.versions[caseRef] = vector
+        dirtyCases.insert(caseRef)
         if change.hlc > clock.latest {
             try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
         }
     }
 
-    /// Writes every changed field state, conflict marker, version entry and the clock.
+    /// Writes every changed field state, conflict marker, version vector and the clock.
     func flush() throws {
         let upsertState = try db.cachedStatement(
             sql: "INSERT INTO fieldState (caseRef, field, state) VALUES (?, ?, ?) "
                 + "ON CONFLICT (caseRef, field) DO UPDATE SET state = excluded.state")
         let insertConflict = try db.cachedStatement(sql: "INSERT OR IGNORE INTO conflict (caseRef, field) VALUES (?, ?)")
         let deleteConflict = try db.cachedStatement(sql: "DELETE FROM conflict WHERE caseRef = ? AND field = ?")
-        for (key, cached) in states where cached.dirty {
-            try upsertState.execute(arguments: [key.caseRef, key.field, Data(cached.state.encoded())])
-            var isConflict = false
-            if case .register(let register) = cached.state { isConflict = register.isConflict }
-            if isConflict && !cached.wasConflict {
+        for (key, wasConflict) in dirtyStates {
+            guard let state = cache.states[key] else { continue }
+            try upsertState.execute(arguments: [key.caseRef, key.field, Data(state.encoded())])
+            let isConflict = Self.isConflict(state)
+            if isConflict && !wasConflict {
                 try insertConflict.execute(arguments: [key.caseRef, key.field])
-            } else if !isConflict && cached.wasConflict {
+            } else if !isConflict && wasConflict {
                 try deleteConflict.execute(arguments: [key.caseRef, key.field])
             }
-            states[key] = CachedState(state: cached.state, wasConflict: isConflict, dirty: false)
         }
-        let upsertVersion = try db.cachedStatement(
-            sql: "INSERT INTO caseVersion (caseRef, replicaRef, seq) VALUES (?, ?, ?) "
-                + "ON CONFLICT (caseRef, replicaRef) DO UPDATE SET seq = excluded.seq")
-        for key in dirtyVersions {
-            let seq = versions[key.caseRef]?[key.origin] ?? 0
-            try upsertVersion.execute(arguments: [key.caseRef, try replicaRef(key.origin), Int64(seq)])
+        dirtyStates.removeAll()
+        let updateVersion = try db.cachedStatement(sql: "UPDATE caseRecord SET version = ? WHERE id = ?")
+        for caseRef in dirtyCases {
+            try updateVersion.execute(arguments: [try encodeVersion(version(ofCase: caseRef)), caseRef])
         }
-        dirtyVersions.removeAll()
+        dirtyCases.removeAll()
         try db.execute(
             sql: "UPDATE replicaInfo SET clockPhysical = ?, clockLogical = ? WHERE singleton = 1",
             arguments: [Int64(clock.latest.physical), Int64(clock.latest.logical)])

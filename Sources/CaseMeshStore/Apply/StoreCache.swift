@@ -1,0 +1,62 @@
+import CaseMeshCRDT
+import Foundation
+
+/// Decoded state kept between write transactions, so a long apply (a sync of a
+/// million changes) does not re-read and re-decode the same cases batch after batch.
+///
+/// - Important: Valid only while no other connection has written: every write
+///   transaction compares SQLite's `PRAGMA data_version` with the value seen last and
+///   drops everything when it moved; a transaction that fails drops everything too.
+///   Accessed only from inside write transactions, which GRDB serializes; the lock
+///   makes that explicit.
+final class StoreCache: @unchecked Sendable {
+    struct StateKey: Hashable {
+        var caseRef: Int64
+        var field: String
+    }
+
+    private let lock = NSLock()
+    /// Field states held at most; past it the cache starts over (a bound, not an LRU).
+    let stateCapacity: Int
+
+    var dataVersion: Int64?
+    var caseRefs: [CaseID: Int64] = [:]
+    var replicaRefs: [ReplicaID: Int64] = [:]
+    var replicaNames: [Int64: ReplicaID] = [:]
+    var versions: [Int64: VersionVector] = [:]
+    var states: [StateKey: FieldState] = [:]
+
+    init(stateCapacity: Int = 500_000) {
+        self.stateCapacity = stateCapacity
+    }
+
+    /// Runs `body` with exclusive access; drops the cache if `body` throws, since the
+    /// transaction it belongs to rolls back.
+    func withLock<T>(_ body: (StoreCache) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            return try body(self)
+        } catch {
+            invalidateLocked()
+            throw error
+        }
+    }
+
+    /// Drops everything (caller holds the lock).
+    func invalidateLocked() {
+        dataVersion = nil
+        caseRefs.removeAll()
+        replicaRefs.removeAll()
+        replicaNames.removeAll()
+        versions.removeAll()
+        states.removeAll()
+    }
+
+    /// Keeps the cache within its bound (caller holds the lock).
+    func trimLocked() {
+        if states.count > stateCapacity { states.removeAll(keepingCapacity: true) }
+        if versions.count > stateCapacity / 4 { versions.removeAll(keepingCapacity: true) }
+        if caseRefs.count > stateCapacity { caseRefs.removeAll(keepingCapacity: true) }
+    }
+}
