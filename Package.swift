@@ -35,6 +35,7 @@ let package = Package(
             dependencies: [
                 "CaseMeshCRDT", "CaseMeshModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.embedInCode("Resources/0001-initial.sql")],

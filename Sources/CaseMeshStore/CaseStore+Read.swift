@@ -49,19 +49,21 @@ extension CaseStore {
         guard let record = try Row.fetchOne(db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
         else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
         let caseRef: Int64 = record[0]
+        let coder = try ReplicaTableCoder(db)
         var fields: [FieldKey: FieldState] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT field, state FROM fieldState WHERE caseRef = ?", arguments: [caseRef]) {
+        for row in try Row.fetchAll(
+            db,
+            sql: "SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef WHERE caseRef = ?",
+            arguments: [caseRef])
+        {
             let key = try FieldKey(parsing: row[0] as String)
-            fields[key] = try FieldState(decoding: [UInt8](row[1] as Data))
+            fields[key] = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
         }
         var version = VersionVector()
         var reader = BinaryReader([UInt8](record[1] as Data))
         while !reader.isAtEnd {
-            let ref = Int64(bitPattern: try reader.readVarint())
-            guard let name = try String.fetchOne(db, sql: "SELECT name FROM replica WHERE id = ?", arguments: [ref]) else {
-                throw StoreError(code: .corrupt, message: "case \(caseID) names unknown replica \(ref)")
-            }
-            version[try ReplicaID(name)] = try reader.readVarint()
+            let replica = try coder.read(from: &reader)
+            version[replica] = try reader.readVarint()
         }
         return CaseSnapshot(caseID: caseID, version: version, fields: fields)
     }
@@ -91,16 +93,19 @@ extension CaseStore {
     /// Every open conflict, by case and field.
     public func openConflicts() throws(StoreError) -> [ConflictSummary] {
         try read { db in
+            let coder = try ReplicaTableCoder(db)
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT caseRecord.caseKey, fieldState.field, fieldState.state FROM conflict
-                    JOIN caseRecord ON caseRecord.id = conflict.caseRef
-                    JOIN fieldState ON fieldState.caseRef = conflict.caseRef AND fieldState.field = conflict.field
-                    ORDER BY caseRecord.caseKey, fieldState.field
+                    SELECT caseRecord.caseKey, fieldName.name, fieldState.state FROM fieldState
+                    JOIN caseRecord ON caseRecord.id = fieldState.caseRef
+                    JOIN fieldName ON fieldName.id = fieldState.fieldRef
+                    WHERE fieldState.conflicted = 1
+                    ORDER BY caseRecord.caseKey, fieldName.name
                     """)
             return try rows.compactMap { row in
-                guard case .register(let register) = try FieldState(decoding: [UInt8](row[2] as Data)) else { return nil }
+                guard case .register(let register) = try FieldState(decoding: [UInt8](row[2] as Data), coder: coder)
+                else { return nil }
                 return ConflictSummary(
                     caseID: try CaseID(row[0] as String), field: try FieldKey(parsing: row[1] as String),
                     siblings: register.siblings)
@@ -122,19 +127,32 @@ extension CaseStore {
             var caseFilter = ""
             var arguments: StatementArguments = []
             if let institution {
+                let coder = try ReplicaTableCoder(db)
                 let participantCases = try Row.fetchAll(
-                    db, sql: "SELECT caseRef, state FROM fieldState WHERE field = 'case.participants'")
+                    db,
+                    sql: "SELECT caseRef, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef "
+                        + "WHERE fieldName.name = 'case.participants'")
                 let allowed = try participantCases.filter { row in
-                    guard case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data)) else { return false }
+                    guard case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
+                    else { return false }
                     return set.contains(institution.rawValue, .addWins)
                 }.map { $0[0] as Int64 }
-                caseFilter = "WHERE caseRef IN (\(allowed.map { _ in "?" }.joined(separator: ",")))"
+                caseFilter = "WHERE change.caseRef IN (\(allowed.map { _ in "?" }.joined(separator: ",")))"
                 arguments = StatementArguments(allowed)
             }
-            return try Data.fetchAll(
-                db, sql: "SELECT body FROM change \(caseFilter) ORDER BY id",
-                arguments: arguments
-            ).map { [UInt8]($0) }
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT caseRecord.caseKey, replica.name, change.body FROM change
+                    JOIN caseRecord ON caseRecord.id = change.caseRef JOIN replica ON replica.id = change.replicaRef
+                    \(caseFilter) ORDER BY change.id
+                    """,
+                arguments: arguments)
+            var encoded: [[UInt8]] = []
+            while let row = try rows.next() {
+                encoded.append(Change.encoded(caseID: row[0], origin: row[1], rest: [UInt8](row[2] as Data)))
+            }
+            return encoded
         }
     }
 }

@@ -155,6 +155,7 @@ public struct CaseStore: Sendable {
                 try writer.write { db in
                     let session = try ApplySession(
                         db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift, cache: cache)
+                    defer { session.close() }
                     let result = try body(session)
                     try session.flush()
                     return result

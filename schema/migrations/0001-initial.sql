@@ -20,6 +20,12 @@ CREATE TABLE replica (
     name  TEXT    NOT NULL UNIQUE
 );
 
+-- Interned field paths (entity[#instance].field).
+CREATE TABLE fieldName (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT    NOT NULL UNIQUE
+);
+
 -- Every case this node holds, with its version vector: the highest sequence held
 -- from each origin, encoded as sorted (replicaRef, seq) varint pairs.
 CREATE TABLE caseRecord (
@@ -29,7 +35,7 @@ CREATE TABLE caseRecord (
 );
 
 -- The change log, in arrival order: one row per applied change, its canonical
--- encoding in body. Append-only, so applying a batch writes new pages at the end
+-- encoding in body less the case ID and origin at its head (they are columns). Append-only, so applying a batch writes new pages at the end
 -- instead of rewriting pages all over a keyed table; the arrival id is the cursor
 -- sync resumes from. Duplicates are caught by the case's version vector.
 CREATE TABLE change (
@@ -42,19 +48,16 @@ CREATE TABLE change (
     body         BLOB    NOT NULL
 );
 
--- Materialized merged state of every written field (FieldState encoding).
+-- Materialized merged state of every written field: the FieldState encoding with
+-- replica IDs written as replica.id varints. conflicted = 1 for a register holding
+-- concurrent values that a person has to resolve (kept in the row, not a table of
+-- its own, so marking a conflict costs no extra B-tree write).
 CREATE TABLE fieldState (
-    caseRef  INTEGER NOT NULL,
-    field    TEXT    NOT NULL,
-    state    BLOB    NOT NULL,
-    PRIMARY KEY (caseRef, field)
-) WITHOUT ROWID;
-
--- Registers holding concurrent values that a person has to resolve.
-CREATE TABLE conflict (
-    caseRef  INTEGER NOT NULL,
-    field    TEXT    NOT NULL,
-    PRIMARY KEY (caseRef, field)
+    caseRef     INTEGER NOT NULL,
+    fieldRef    INTEGER NOT NULL,
+    conflicted  INTEGER NOT NULL DEFAULT 0,
+    state       BLOB    NOT NULL,
+    PRIMARY KEY (caseRef, fieldRef)
 ) WITHOUT ROWID;
 
 -- Changes received before their causal dependencies ("ask again", never "skip").

@@ -23,6 +23,26 @@ extension Change {
         for op in ops { op.encode(into: &writer) }
     }
 
+    /// The length of the canonical encoding's header (the case ID and the origin),
+    /// which a store that keeps both in columns need not store again.
+    ///
+    /// - Throws: ``CRDTError`` with code `malformedEncoding`.
+    public static func headerLength(ofEncoded bytes: [UInt8]) throws(CRDTError) -> Int {
+        var reader = BinaryReader(bytes)
+        _ = try reader.readString()
+        _ = try reader.readString()
+        return reader.offset
+    }
+
+    /// Rebuilds the canonical encoding from its header fields and the rest of it.
+    public static func encoded(caseID: String, origin: String, rest: [UInt8]) -> [UInt8] {
+        var writer = BinaryWriter(capacity: rest.count + caseID.utf8.count + origin.utf8.count + 4)
+        writer.writeString(caseID)
+        writer.writeString(origin)
+        writer.write(bytes: rest)
+        return writer.bytes
+    }
+
     /// Decodes a change and checks its structure.
     ///
     /// - Throws: ``CRDTError`` (`malformedEncoding`, `invalidIdentifier`, `invalidFieldKey` or
@@ -90,7 +110,8 @@ extension FieldOperation {
         case .redact(let field, let target):
             writer.write(Tag.redact.rawValue)
             writer.writeString(field.storageKey)
-            target.encode(into: &writer)
+            // Names never fail to encode.
+            try? target.encode(into: &writer)
         }
     }
 
@@ -142,13 +163,13 @@ extension Value {
 }
 
 extension Dot {
-    func encode(into writer: inout BinaryWriter) {
-        writer.writeString(origin.rawValue)
+    func encode(into writer: inout BinaryWriter, coder: some ReplicaCoder = ReplicaNameCoder()) throws(CRDTError) {
+        try coder.write(origin, into: &writer)
         writer.writeVarint(seq)
     }
 
-    init(from reader: inout BinaryReader) throws(CRDTError) {
-        let origin = try ReplicaID(reader.readString())
+    init(from reader: inout BinaryReader, coder: some ReplicaCoder = ReplicaNameCoder()) throws(CRDTError) {
+        let origin = try coder.read(from: &reader)
         let seq = try reader.readVarint()
         guard seq > 0 else { throw reader.failure("sequence number 0") }
         self.init(origin: origin, seq: seq)
@@ -156,13 +177,13 @@ extension Dot {
 }
 
 extension LogEntryID {
-    func encode(into writer: inout BinaryWriter) {
-        dot.encode(into: &writer)
+    func encode(into writer: inout BinaryWriter, coder: some ReplicaCoder = ReplicaNameCoder()) throws(CRDTError) {
+        try dot.encode(into: &writer, coder: coder)
         writer.writeVarint(UInt64(index))
     }
 
-    init(from reader: inout BinaryReader) throws(CRDTError) {
-        let dot = try Dot(from: &reader)
+    init(from reader: inout BinaryReader, coder: some ReplicaCoder = ReplicaNameCoder()) throws(CRDTError) {
+        let dot = try Dot(from: &reader, coder: coder)
         let index = try reader.readCount(limit: Change.maximumOperations, "log entry index")
         self.init(dot: dot, index: UInt32(index))
     }

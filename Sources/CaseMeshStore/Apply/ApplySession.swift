@@ -20,11 +20,22 @@ final class ApplySession {
     private let wallMillis: UInt64
     private let cache: StoreCache
     private(set) var clock: HybridLogicalClock
-    /// Dirty field states, with whether each was a conflict when the batch began.
-    private var dirtyStates: [StateKey: Bool] = [:]
+    /// How a dirty field state stood before this transaction.
+    private struct Before {
+        var existed: Bool
+        var wasConflict: Bool
+    }
+
+    /// Dirty field states, with how each stood when the transaction began.
+    private var dirtyStates: [StateKey: Before] = [:]
     private var dirtyCases: Set<Int64> = []
     private var touchedCases: Set<CaseID> = []
     private var deferredAny = false
+    private let insertChange: RawStatement
+    private let selectState: RawStatement
+    private let insertState: RawStatement
+    private let updateState: RawStatement
+    private let updateVersion: RawStatement
 
     init(db: Database, schema: CaseSchema, wallMillis: UInt64, maximumDriftMillis: UInt64, cache: StoreCache) throws {
         self.db = db
@@ -43,6 +54,18 @@ final class ApplySession {
         clock = HybridLogicalClock(
             latest: HybridTimestamp(physical: UInt64(physical), logical: UInt32(logical)),
             maximumDriftMillis: maximumDriftMillis)
+        insertChange = try RawStatement(
+            db, "INSERT INTO change (caseRef, replicaRef, seq, hlcPhysical, hlcLogical, body) VALUES (?, ?, ?, ?, ?, ?)")
+        selectState = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
+        insertState = try RawStatement(db, "INSERT INTO fieldState (caseRef, fieldRef, conflicted, state) VALUES (?, ?, ?, ?)")
+        updateState = try RawStatement(
+            db, "UPDATE fieldState SET conflicted = ?, state = ? WHERE caseRef = ? AND fieldRef = ?")
+        updateVersion = try RawStatement(db, "UPDATE caseRecord SET version = ? WHERE id = ?")
+    }
+
+    /// Releases the raw statements; the session is done.
+    func close() {
+        for statement in [insertChange, selectState, insertState, updateState, updateVersion] { statement.finalize() }
     }
 
     // MARK: Identifiers and versions
@@ -79,7 +102,21 @@ final class ApplySession {
         return ref
     }
 
-    private func replicaName(_ ref: Int64) throws -> ReplicaID {
+    func fieldRef(_ key: FieldKey) throws -> Int64 {
+        if let ref = cache.fieldRefs[key] { return ref }
+        let name = key.storageKey
+        let ref: Int64
+        if let existing = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM fieldName WHERE name = ?"), arguments: [name]) {
+            ref = existing
+        } else {
+            try db.cachedStatement(sql: "INSERT INTO fieldName (name) VALUES (?)").execute(arguments: [name])
+            ref = db.lastInsertedRowID
+        }
+        cache.fieldRefs[key] = ref
+        return ref
+    }
+
+    func replicaName(_ ref: Int64) throws -> ReplicaID {
         if let name = cache.replicaNames[ref] { return name }
         guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM replica WHERE id = ?"), arguments: [ref])
         else { throw StoreError(code: .corrupt, message: "version vector names unknown replica \(ref)") }
@@ -90,7 +127,11 @@ final class ApplySession {
     }
 
     private func decodeVersion(_ data: Data) throws -> VersionVector {
-        var reader = BinaryReader([UInt8](data))
+        try decodeVersion([UInt8](data))
+    }
+
+    private func decodeVersion(_ bytes: [UInt8]) throws -> VersionVector {
+        var reader = BinaryReader(bytes)
         var vector = VersionVector()
         while !reader.isAtEnd {
             let ref = Int64(bitPattern: try reader.readVarint())
@@ -99,7 +140,7 @@ final class ApplySession {
         return vector
     }
 
-    private func encodeVersion(_ vector: VersionVector) throws -> Data {
+    private func encodeVersion(_ vector: VersionVector) throws -> [UInt8] {
         var pairs: [(Int64, UInt64)] = []
         for (origin, seq) in vector.entries { pairs.append((try replicaRef(origin), seq)) }
         pairs.sort { $0.0 < $1.0 }
@@ -108,7 +149,7 @@ final class ApplySession {
             writer.writeVarint(UInt64(bitPattern: ref))
             writer.writeVarint(seq)
         }
-        return Data(writer.bytes)
+        return writer.bytes
     }
 
     func version(ofCase caseRef: Int64) throws -> VersionVector {
@@ -209,45 +250,41 @@ final class ApplySession {
 
     private func state(_ key: StateKey) throws -> FieldState? {
         if let cached = cache.states[key] { return cached }
-        let select = try db.cachedStatement(sql: "SELECT state FROM fieldState WHERE caseRef = ? AND field = ?")
-        guard let data = try Data.fetchOne(select, arguments: [key.caseRef, key.field]) else { return nil }
-        let state = try FieldState(decoding: [UInt8](data))
+        guard let bytes = try selectState.bind(key.caseRef).bind(key.fieldRef).firstBlob() else { return nil }
+        let state = try FieldState(decoding: bytes, coder: SessionReplicaCoder(session: self))
         cache.states[key] = state
         return state
     }
 
-    private static func isConflict(_ state: FieldState?) -> Bool {
-        if case .register(let register)? = state { return register.isConflict }
-        return false
-    }
-
     /// Applies a change whose dependencies are all held: all operations or none.
+    ///
+    /// Every operation is checked against its field's state before any is applied,
+    /// so the in-place updates below cannot stop halfway.
     private func apply(_ change: Change, body: [UInt8], caseRef: Int64) throws {
-        var updated: [(key: StateKey, state: FieldState)] = []
-        for (index, op) in change.ops.enumerated() {
-            let key = StateKey(caseRef: caseRef, field: op.field.storageKey)
-            let position = updated.firstIndex { $0.key == key }
-            var state: FieldState
-            if let position {
-                state = updated[position].state
-            } else {
-                let current = try self.state(key)
-                if dirtyStates[key] == nil { dirtyStates[key] = Self.isConflict(current) }
-                state = current ?? .empty(for: op)
+        var keys: [StateKey] = []
+        keys.reserveCapacity(change.ops.count)
+        for op in change.ops {
+            let key = StateKey(caseRef: caseRef, fieldRef: try fieldRef(op.field))
+            if dirtyStates[key] == nil {
+                let current = try state(key)
+                dirtyStates[key] = Before(existed: current != nil, wasConflict: current?.isConflict ?? false)
+                if current == nil { cache.states[key] = .empty(for: op) }
             }
-            try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
-            if let position { updated[position].state = state } else { updated.append((key, state)) }
+            guard cache.states[key]?.accepts(op) == true else {
+                throw StoreError(
+                    code: .corrupt, message: "change \(change.caseID) \(change.dot) does not fit stored field \(op.field)")
+            }
+            keys.append(key)
+        }
+        for (index, op) in change.ops.enumerated() {
+            try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
         }
         let replicaRef = try replicaRef(change.origin)
-        try db.cachedStatement(
-            sql: "INSERT INTO change (caseRef, replicaRef, seq, hlcPhysical, hlcLogical, body) VALUES (?, ?, ?, ?, ?, ?)"
-        ).execute(arguments: [
-            caseRef, replicaRef, Int64(change.seq), Int64(change.hlc.physical), Int64(change.hlc.logical), Data(body),
-        ])
-        for (key, state) in updated { cache.states[key] = state }
-        var vector = try version(ofCase: caseRef)
-        vector[change.origin] = change.seq
-        cache.versions[caseRef] = vector
+        let headerLength = try Change.headerLength(ofEncoded: body)
+        try insertChange.bind(caseRef).bind(replicaRef).bind(Int64(change.seq)).bind(Int64(change.hlc.physical))
+            .bind(Int64(change.hlc.logical)).bind(body[headerLength...]).run()
+        if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
+        cache.versions[caseRef]![change.origin] = change.seq
         dirtyCases.insert(caseRef)
         if change.hlc > clock.latest {
             try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
@@ -256,29 +293,73 @@ final class ApplySession {
 
     /// Writes every changed field state, conflict marker, version vector and the clock.
     func flush() throws {
-        let upsertState = try db.cachedStatement(
-            sql: "INSERT INTO fieldState (caseRef, field, state) VALUES (?, ?, ?) "
-                + "ON CONFLICT (caseRef, field) DO UPDATE SET state = excluded.state")
-        let insertConflict = try db.cachedStatement(sql: "INSERT OR IGNORE INTO conflict (caseRef, field) VALUES (?, ?)")
-        let deleteConflict = try db.cachedStatement(sql: "DELETE FROM conflict WHERE caseRef = ? AND field = ?")
-        for (key, wasConflict) in dirtyStates {
+        let coder = SessionReplicaCoder(session: self)
+        for (key, before) in dirtyStates {
             guard let state = cache.states[key] else { continue }
-            try upsertState.execute(arguments: [key.caseRef, key.field, Data(state.encoded())])
-            let isConflict = Self.isConflict(state)
-            if isConflict && !wasConflict {
-                try insertConflict.execute(arguments: [key.caseRef, key.field])
-            } else if !isConflict && wasConflict {
-                try deleteConflict.execute(arguments: [key.caseRef, key.field])
+            let conflicted: Int64 = state.isConflict ? 1 : 0
+            if before.existed {
+                try updateState.bind(conflicted).bind(state.encoded(coder: coder)).bind(key.caseRef).bind(key.fieldRef).run()
+            } else {
+                try insertState.bind(key.caseRef).bind(key.fieldRef).bind(conflicted).bind(state.encoded(coder: coder)).run()
             }
         }
         dirtyStates.removeAll()
-        let updateVersion = try db.cachedStatement(sql: "UPDATE caseRecord SET version = ? WHERE id = ?")
         for caseRef in dirtyCases {
-            try updateVersion.execute(arguments: [try encodeVersion(version(ofCase: caseRef)), caseRef])
+            try updateVersion.bind(try encodeVersion(version(ofCase: caseRef))).bind(caseRef).run()
         }
         dirtyCases.removeAll()
         try db.execute(
             sql: "UPDATE replicaInfo SET clockPhysical = ?, clockLogical = ? WHERE singleton = 1",
             arguments: [Int64(clock.latest.physical), Int64(clock.latest.logical)])
+    }
+}
+
+/// Writes replica IDs in stored field states as their interned `replica.id`.
+struct SessionReplicaCoder: ReplicaCoder {
+    let session: ApplySession
+
+    func write(_ replica: ReplicaID, into writer: inout BinaryWriter) throws(CRDTError) {
+        do {
+            writer.writeVarint(UInt64(bitPattern: try session.replicaRef(replica)))
+        } catch {
+            throw CRDTError(code: .malformedEncoding, message: "cannot intern replica \(replica): \(error)")
+        }
+    }
+
+    func read(from reader: inout BinaryReader) throws(CRDTError) -> ReplicaID {
+        let ref = Int64(bitPattern: try reader.readVarint())
+        do {
+            return try session.replicaName(ref)
+        } catch {
+            throw CRDTError(code: .malformedEncoding, message: "stored state names unknown replica \(ref)")
+        }
+    }
+}
+
+/// Reads replica IDs in stored field states from a loaded copy of the replica table.
+struct ReplicaTableCoder: ReplicaCoder {
+    let names: [Int64: ReplicaID]
+
+    init(_ db: Database) throws {
+        var names: [Int64: ReplicaID] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT id, name FROM replica") {
+            names[row[0]] = try ReplicaID(row[1] as String)
+        }
+        self.names = names
+    }
+
+    func write(_ replica: ReplicaID, into writer: inout BinaryWriter) throws(CRDTError) {
+        guard let ref = names.first(where: { $0.value == replica })?.key else {
+            throw CRDTError(code: .malformedEncoding, message: "replica \(replica) is not interned")
+        }
+        writer.writeVarint(UInt64(bitPattern: ref))
+    }
+
+    func read(from reader: inout BinaryReader) throws(CRDTError) -> ReplicaID {
+        let ref = Int64(bitPattern: try reader.readVarint())
+        guard let name = names[ref] else {
+            throw CRDTError(code: .malformedEncoding, message: "stored state names unknown replica \(ref)")
+        }
+        return name
     }
 }

@@ -12,7 +12,7 @@ import Foundation
 final class StoreCache: @unchecked Sendable {
     struct StateKey: Hashable {
         var caseRef: Int64
-        var field: String
+        var fieldRef: Int64
     }
 
     private let lock = NSLock()
@@ -23,6 +23,7 @@ final class StoreCache: @unchecked Sendable {
     var caseRefs: [CaseID: Int64] = [:]
     var replicaRefs: [ReplicaID: Int64] = [:]
     var replicaNames: [Int64: ReplicaID] = [:]
+    var fieldRefs: [FieldKey: Int64] = [:]
     var versions: [Int64: VersionVector] = [:]
     var states: [StateKey: FieldState] = [:]
 
@@ -49,6 +50,7 @@ final class StoreCache: @unchecked Sendable {
         caseRefs.removeAll()
         replicaRefs.removeAll()
         replicaNames.removeAll()
+        fieldRefs.removeAll()
         versions.removeAll()
         states.removeAll()
     }
