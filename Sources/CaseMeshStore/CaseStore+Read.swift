@@ -118,39 +118,37 @@ extension CaseStore {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0 }
     }
 
-    /// The encoded changes held here, in causal order, optionally only for the cases
-    /// an institution participates in.
+    /// The encoded changes held here, in arrival order (a causal order), optionally
+    /// only for the cases an institution participates in.
     ///
     /// - Parameter institution: when given, only cases whose participants include it.
     public func encodedChanges(for institution: InstitutionID? = nil) throws(StoreError) -> [[UInt8]] {
         try read { db in
-            var caseFilter = ""
-            var arguments: StatementArguments = []
+            let coder = try ReplicaTableCoder(db)
+            var caseKeys: [Int64: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") { caseKeys[row[0]] = row[1] }
+            var allowed: Set<Int64>?
             if let institution {
-                let coder = try ReplicaTableCoder(db)
-                let participantCases = try Row.fetchAll(
+                let participantStates = try Row.fetchAll(
                     db,
                     sql: "SELECT caseRef, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef "
                         + "WHERE fieldName.name = 'case.participants'")
-                let allowed = try participantCases.filter { row in
+                allowed = Set(try participantStates.filter { row in
                     guard case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
                     else { return false }
                     return set.contains(institution.rawValue, .addWins)
-                }.map { $0[0] as Int64 }
-                caseFilter = "WHERE change.caseRef IN (\(allowed.map { _ in "?" }.joined(separator: ",")))"
-                arguments = StatementArguments(allowed)
+                }.map { $0[0] as Int64 })
             }
-            let rows = try Row.fetchCursor(
-                db,
-                sql: """
-                    SELECT caseRecord.caseKey, replica.name, change.body FROM change
-                    JOIN caseRecord ON caseRecord.id = change.caseRef JOIN replica ON replica.id = change.replicaRef
-                    \(caseFilter) ORDER BY change.id
-                    """,
-                arguments: arguments)
             var encoded: [[UInt8]] = []
-            while let row = try rows.next() {
-                encoded.append(Change.encoded(caseID: row[0], origin: row[1], rest: [UInt8](row[2] as Data)))
+            let segments = try Data.fetchCursor(db, sql: "SELECT body FROM changeSegment ORDER BY id")
+            while let segment = try segments.next() {
+                for entry in try ChangeLogSegment.entries(of: [UInt8](segment)) {
+                    if let allowed, !allowed.contains(entry.caseRef) { continue }
+                    guard let caseKey = caseKeys[entry.caseRef], let origin = coder.names[entry.replicaRef] else {
+                        throw StoreError(code: .corrupt, message: "the change log names an unknown case or replica")
+                    }
+                    encoded.append(Change.encoded(caseID: caseKey, origin: origin.rawValue, rest: entry.rest))
+                }
             }
             return encoded
         }

@@ -1,8 +1,9 @@
 -- CaseMesh store, migration 1. Never edit once shipped: add a new migration instead.
 --
 -- Identifiers are interned (replica, caseRecord) so the hot tables key on small
--- integers. The change log keeps one compact encoded row per change, not one row
--- per operation; field state is one row per written field.
+-- integers. The change log is appended in segments of many changes (one row per
+-- segment, not one per change or per operation); field state is one row per
+-- written field.
 
 -- This node: its replica ID, the schema version its data follows, its clock.
 CREATE TABLE replicaInfo (
@@ -34,18 +35,18 @@ CREATE TABLE caseRecord (
     version  BLOB    NOT NULL DEFAULT x''
 );
 
--- The change log, in arrival order: one row per applied change, its canonical
--- encoding in body less the case ID and origin at its head (they are columns). Append-only, so applying a batch writes new pages at the end
--- instead of rewriting pages all over a keyed table; the arrival id is the cursor
--- sync resumes from. Duplicates are caught by the case's version vector.
-CREATE TABLE change (
-    id           INTEGER PRIMARY KEY,
-    caseRef      INTEGER NOT NULL,
-    replicaRef   INTEGER NOT NULL,
-    seq          INTEGER NOT NULL,
-    hlcPhysical  INTEGER NOT NULL,
-    hlcLogical   INTEGER NOT NULL,
-    body         BLOB    NOT NULL
+-- The change log, in arrival order, in segments: each row holds changeCount
+-- consecutive changes, numbered from firstArrival. body is the segment encoding
+-- (see ChangeLogSegment.swift): per change its caseRecord.id, its origin's
+-- replica.id and its canonical encoding less the case ID and origin at its head.
+-- Append-only, so applying a batch writes new pages at the end instead of
+-- rewriting pages all over a keyed table; the arrival number is the cursor sync
+-- resumes from. Duplicates are caught by the case's version vector.
+CREATE TABLE changeSegment (
+    id            INTEGER PRIMARY KEY,
+    firstArrival  INTEGER NOT NULL,
+    changeCount   INTEGER NOT NULL,
+    body          BLOB    NOT NULL
 );
 
 -- Materialized merged state of every written field: the FieldState encoding with

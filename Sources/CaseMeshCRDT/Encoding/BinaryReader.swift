@@ -62,6 +62,13 @@ public struct BinaryReader: ~Copyable {
         return Array(bytes[offset..<offset + count])
     }
 
+    /// Skips a length-prefixed string or blob without reading it.
+    public mutating func skipBlob() throws(CRDTError) {
+        let count = try readCount(limit: Self.maximumLength, "length")
+        guard count <= remainingCount else { throw failure("length \(count) runs past the end") }
+        offset += count
+    }
+
     public mutating func readString() throws(CRDTError) -> String {
         let count = try readCount(limit: Self.maximumLength, "string length")
         guard count <= remainingCount else { throw failure("string length \(count) runs past the end") }

@@ -29,8 +29,8 @@ extension Change {
     /// - Throws: ``CRDTError`` with code `malformedEncoding`.
     public static func headerLength(ofEncoded bytes: [UInt8]) throws(CRDTError) -> Int {
         var reader = BinaryReader(bytes)
-        _ = try reader.readString()
-        _ = try reader.readString()
+        try reader.skipBlob()
+        try reader.skipBlob()
         return reader.offset
     }
 

@@ -29,9 +29,12 @@ final class ApplySession {
     /// Dirty field states, with how each stood when the transaction began.
     private var dirtyStates: [StateKey: Before] = [:]
     private var dirtyCases: Set<Int64> = []
-    private var touchedCases: Set<CaseID> = []
+    private var touchedCases: Set<Int64> = []
+    /// The last few replicas interned, checked before the hash table.
+    private var recentReplicas: [(replica: ReplicaID, ref: Int64)] = []
     private var deferredAny = false
-    private let insertChange: RawStatement
+    private var segment = ChangeLogSegment()
+    private var nextArrival: Int64
     private let selectState: RawStatement
     private let insertState: RawStatement
     private let updateState: RawStatement
@@ -54,8 +57,8 @@ final class ApplySession {
         clock = HybridLogicalClock(
             latest: HybridTimestamp(physical: UInt64(physical), logical: UInt32(logical)),
             maximumDriftMillis: maximumDriftMillis)
-        insertChange = try RawStatement(
-            db, "INSERT INTO change (caseRef, replicaRef, seq, hlcPhysical, hlcLogical, body) VALUES (?, ?, ?, ?, ?, ?)")
+        nextArrival = try Int64.fetchOne(
+            db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
         selectState = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
         insertState = try RawStatement(db, "INSERT INTO fieldState (caseRef, fieldRef, conflicted, state) VALUES (?, ?, ?, ?)")
         updateState = try RawStatement(
@@ -65,7 +68,7 @@ final class ApplySession {
 
     /// Releases the raw statements; the session is done.
     func close() {
-        for statement in [insertChange, selectState, insertState, updateState, updateVersion] { statement.finalize() }
+        for statement in [selectState, insertState, updateState, updateVersion] { statement.finalize() }
     }
 
     // MARK: Identifiers and versions
@@ -88,6 +91,15 @@ final class ApplySession {
     }
 
     func replicaRef(_ replica: ReplicaID) throws -> Int64 {
+        // A batch comes from a handful of origins: comparing a few IDs beats hashing one.
+        for recent in recentReplicas where recent.replica == replica { return recent.ref }
+        let ref = try internReplica(replica)
+        if recentReplicas.count == 8 { recentReplicas.removeFirst() }
+        recentReplicas.append((replica, ref))
+        return ref
+    }
+
+    private func internReplica(_ replica: ReplicaID) throws -> Int64 {
         if let ref = cache.replicaRefs[replica] { return ref }
         let select = try db.cachedStatement(sql: "SELECT id FROM replica WHERE name = ?")
         let ref: Int64
@@ -199,7 +211,7 @@ final class ApplySession {
             report.duplicates += 1
             return
         }
-        touchedCases.insert(change.caseID)
+        touchedCases.insert(caseRef)
         guard held[change.origin] == change.seq - 1, held.includes(change.context) else {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
@@ -219,13 +231,16 @@ final class ApplySession {
         }
         let select = try db.cachedStatement(sql: "SELECT body FROM pendingChange WHERE caseKey = ?")
         let delete = try db.cachedStatement(sql: "DELETE FROM pendingChange WHERE caseKey = ? AND origin = ? AND seq = ?")
-        for caseID in touchedCases.sorted() {
+        for caseRef in touchedCases.sorted() {
+            guard let caseKey = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+            else { continue }
+            let caseID = try CaseID(caseKey)
             var waiting: [(change: Change, body: [UInt8])] = []
             for data in try Data.fetchAll(select, arguments: [caseID.rawValue]) {
                 let body = [UInt8](data)
                 if let change = try? Change(decoding: body) { waiting.append((change, body)) }
             }
-            guard !waiting.isEmpty, let caseRef = try caseRef(caseID, create: false) else { continue }
+            guard !waiting.isEmpty else { continue }
             waiting.sort { Change.causalOrder($0.change, $1.change) }
             var progressed = true
             while progressed {
@@ -280,9 +295,8 @@ final class ApplySession {
             try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
         }
         let replicaRef = try replicaRef(change.origin)
-        let headerLength = try Change.headerLength(ofEncoded: body)
-        try insertChange.bind(caseRef).bind(replicaRef).bind(Int64(change.seq)).bind(Int64(change.hlc.physical))
-            .bind(Int64(change.hlc.logical)).bind(body[headerLength...]).run()
+        try segment.append(caseRef: caseRef, replicaRef: replicaRef, canonical: body)
+        if segment.isFull { try writeSegment() }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
         cache.versions[caseRef]![change.origin] = change.seq
         dirtyCases.insert(caseRef)
@@ -291,8 +305,18 @@ final class ApplySession {
         }
     }
 
+    /// Appends the changes gathered so far to the change log as one row.
+    private func writeSegment() throws {
+        guard !segment.isEmpty else { return }
+        try db.cachedStatement(sql: "INSERT INTO changeSegment (firstArrival, changeCount, body) VALUES (?, ?, ?)")
+            .execute(arguments: [nextArrival, segment.count, Data(segment.writer.bytes)])
+        nextArrival += Int64(segment.count)
+        segment.reset()
+    }
+
     /// Writes every changed field state, conflict marker, version vector and the clock.
     func flush() throws {
+        try writeSegment()
         let coder = SessionReplicaCoder(session: self)
         for (key, before) in dirtyStates {
             guard let state = cache.states[key] else { continue }
