@@ -69,7 +69,9 @@ let package = Package(
         ),
         .testTarget(
             name: "CaseMeshEndToEndTests",
-            dependencies: ["casemesh", "CaseMeshStore", "CaseMeshModel"],
+            dependencies: [
+                "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings
         ),
     ],

@@ -49,12 +49,17 @@ extension CaseStore {
     /// until they arrive, and invalid changes (schema, clock too far ahead) are refused
     /// and reported without blocking the rest.
     ///
-    /// - Parameter changes: decoded changes with their encoded bytes, as received.
+    /// - Parameters:
+    ///   - changes: decoded changes with their encoded bytes, as received.
+    ///   - batchSize: changes per transaction.
+    ///   - progress: called after each transaction commits, with the totals so far;
+    ///     what it reports as applied is durable.
     /// - Returns: what happened to each change, in aggregate.
     /// - Throws: ``StoreError`` `database` only when storage itself fails; the failing
     ///   transaction is rolled back and earlier ones stay durable.
     public func apply(
-        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000
+        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000,
+        progress: (ApplyReport) -> Void = { _ in }
     ) throws(StoreError) -> ApplyReport {
         let order = changes.indices.sorted { Change.causalOrder(changes[$0].change, changes[$1].change) }
         var total = ApplyReport()
@@ -68,6 +73,7 @@ extension CaseStore {
                 return report
             }
             total.add(report)
+            progress(total)
             start += batch.count
         } while start < order.count
         return total

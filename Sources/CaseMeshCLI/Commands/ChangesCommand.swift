@@ -52,6 +52,12 @@ extension ChangesCommand {
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
         @Argument(help: "The bundle file.") var file: String
+        @Option(help: "Changes per transaction.") var batch = 10_000
+        @Flag(help: "Print a line after each committed transaction (what it counts is durable).") var progress = false
+
+        func validate() throws {
+            guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        }
 
         func run() throws {
             let store = try store.openStore()
@@ -73,7 +79,20 @@ extension ChangesCommand {
                     undecodable.append(error.message)
                 }
             }
-            let report = try CLIError.wrap { try store.apply(decoded) }
+            let total = decoded.count
+            let report = try CLIError.wrap {
+                try store.apply(decoded, batchSize: batch) { soFar in
+                    guard progress else { return }
+                    if output.json {
+                        emit(JSONValue.object([
+                            "durable_applied": .number(Int64(soFar.applied)), "duplicates": .number(Int64(soFar.duplicates)),
+                            "of": .number(Int64(total)),
+                        ]).text)
+                    } else {
+                        emit("  \(soFar.applied + soFar.duplicates + soFar.rejected.count) of \(total) changes processed")
+                    }
+                }
+            }
             let reasons = undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
             if output.json {
                 var json = CaseRendering.json(report)

@@ -205,19 +205,21 @@ final class ApplySession {
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
             return
         }
-        guard let caseRef = try caseRef(change.caseID, create: true) else { return }
-        let held = try version(ofCase: caseRef)
+        // A case is created only by a change that can apply now, so changes waiting
+        // for their dependencies never leave an empty case behind.
+        let existing = try caseRef(change.caseID, create: false)
+        let held = try existing.map { try version(ofCase: $0) } ?? VersionVector()
         if held.contains(change.dot) {
             report.duplicates += 1
             return
         }
-        touchedCases.insert(caseRef)
         guard held[change.origin] == change.seq - 1, held.includes(change.context) else {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
             deferredAny = true
             return
         }
+        guard let caseRef = try existing ?? caseRef(change.caseID, create: true) else { return }
         try apply(change, body: body, caseRef: caseRef)
         report.applied += 1
         report.appliedOperations += change.ops.count
@@ -300,6 +302,7 @@ final class ApplySession {
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
         cache.versions[caseRef]![change.origin] = change.seq
         dirtyCases.insert(caseRef)
+        touchedCases.insert(caseRef)
         if change.hlc > clock.latest {
             try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
         }

@@ -1,0 +1,132 @@
+import CaseMeshCRDT
+import CaseMeshStore
+import Foundation
+import GRDB
+import Testing
+
+/// kill -9 at random points: the store reopens intact and keeps every change it had
+/// acknowledged as durable.
+@Suite(.serialized) struct CrashTests {
+    static let origin = try! ReplicaID("senior.centre/laptop-1")
+
+    /// A bundle of `cases` × `perCase` changes from one origin, written by the test.
+    static func writeBundle(cases: Int, perCase: Int, to path: String) throws -> Int {
+        var generator = SeededGenerator(seed: 2026)
+        var changes: [[UInt8]] = []
+        var millis: UInt64 = 1_763_856_000_000
+        for _ in 0..<cases {
+            let caseID = CaseID.random(using: &generator)
+            for seq in 1...UInt64(perCase) {
+                millis += 1
+                var ops: [FieldOperation] = [
+                    .assign(FieldKey(entity: "case", field: "riskLevel"), .string(["low", "medium", "high"].randomElement(using: &generator)!)),
+                    .append(FieldKey(entity: "case", field: "notes"), "visit \(seq)"),
+                ]
+                if seq == 1 { ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre")) }
+                let change = Change(
+                    caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: millis),
+                    context: VersionVector([origin: seq - 1]), ops: ops)
+                changes.append(change.encoded())
+            }
+        }
+        let bundle = ChangeBundle(schemaVersion: 1, source: origin, recipient: nil, createdAtMillis: millis, changes: changes)
+        try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
+        return changes.count
+    }
+
+    /// Changes the replica holds, as `case list --json` reports them.
+    static func heldChanges(_ data: [String]) throws -> Int {
+        let listed = try JSONSerialization.jsonObject(with: Data(try Binary.ok(["case", "list", "--json"] + data).utf8)) as! [[String: Any]]
+        return listed.reduce(0) { $0 + (($1["changes"] as? Int) ?? 0) }
+    }
+
+    static func integrityCheck(_ directory: String) throws -> String? {
+        let queue = try DatabaseQueue(path: directory + "/" + CaseStore.databaseFileName)
+        return try queue.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") }
+    }
+
+    @Test func importKilledAtRandomPointsLosesNothingAcknowledged() throws {
+        let root = Binary.temporaryDirectory("crash-import")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let bundle = root + "/week-offline.cmb"
+        let total = try Self.writeBundle(cases: 60, perCase: 100, to: bundle)
+        let directory = root + "/replica"
+        let data = ["--data", directory]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+
+        var generator = SeededGenerator(seed: 9)
+        var kills = 0
+        for attempt in 0..<12 {
+            let before = try Self.heldChanges(data)
+            let outputPath = root + "/progress-\(attempt).jsonl"
+            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+            let process = Process()
+            process.executableURL = Binary.url
+            process.arguments = ["changes", "import", bundle, "--batch", "97", "--progress", "--json"] + data
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Let it commit a random number of batches, then kill it at a random moment within the next.
+            let batchesFirst = Int.random(in: 1...6, using: &generator)
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < deadline,
+                (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 < batchesFirst
+            {
+                usleep(1_000)
+            }
+            usleep(UInt32.random(in: 0...8_000, using: &generator))
+            let killed = process.isRunning
+            if killed {
+                kill(process.processIdentifier, SIGKILL)
+                kills += 1
+            }
+            process.waitUntilExit()
+            try output.close()
+            let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n")
+            let acknowledged = lines.compactMap { line -> Int? in
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return object?["durable_applied"] as? Int
+            }.last ?? 0
+
+            #expect(try Self.integrityCheck(directory) == "ok", "attempt \(attempt)")
+            let after = try Self.heldChanges(data)
+            #expect(after >= before + acknowledged, "attempt \(attempt): acknowledged \(acknowledged) on top of \(before), holds \(after)")
+            if !killed { break }
+        }
+        #expect(kills >= 3, "the child was killed mid-import several times")
+
+        // The interrupted import completes on the next run, to the same state as an uninterrupted one.
+        try Binary.ok(["changes", "import", bundle] + data)
+        #expect(try Self.heldChanges(data) == total)
+        let reference = ["--data", root + "/reference"]
+        try Binary.ok(["init", "--replica", "dong.office/reference"] + reference)
+        try Binary.ok(["changes", "import", bundle] + reference)
+        #expect(try Binary.ok(["case", "list", "--json"] + data) == Binary.ok(["case", "list", "--json"] + reference))
+    }
+
+    @Test func localWritesKilledMidwayKeepEveryRecordedChange() throws {
+        let root = Binary.temporaryDirectory("crash-local")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let directory = root + "/replica"
+        let data = ["--data", directory]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        let caseID = try Binary.ok(["case", "open"] + data)
+        var recorded = 1
+        var generator = SeededGenerator(seed: 17)
+        for attempt in 0..<30 {
+            let stdout = Pipe()
+            let process = try Binary.start(["case", "note", caseID, "note \(attempt)"] + data, stdout: stdout)
+            usleep(UInt32.random(in: 0...60_000, using: &generator))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            let said = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            if said.contains("recorded") { recorded += 1 }
+            #expect(try Self.integrityCheck(directory) == "ok", "attempt \(attempt)")
+            #expect(try Self.heldChanges(data) >= recorded, "attempt \(attempt)")
+        }
+        // A killed write either happened whole or not at all: every note shown is complete.
+        let shown = try Binary.ok(["case", "show", caseID, "--json"] + data)
+        #expect(try Self.heldChanges(data) == shown.components(separatedBy: "\"note ").count - 1 + 1)
+    }
+}
