@@ -321,7 +321,9 @@ final class ApplySession {
     func flush() throws {
         try writeSegment()
         let coder = SessionReplicaCoder(session: self)
-        for (key, before) in dirtyStates {
+        // In key order: consecutive writes land on the same B-tree pages.
+        let ordered = dirtyStates.sorted { ($0.key.caseRef, $0.key.fieldRef) < ($1.key.caseRef, $1.key.fieldRef) }
+        for (key, before) in ordered {
             guard let state = cache.states[key] else { continue }
             let conflicted: Int64 = state.isConflict ? 1 : 0
             if before.existed {
