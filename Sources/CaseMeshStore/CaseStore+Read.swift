@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import CaseMeshModel
 import Foundation
 import GRDB
 
@@ -42,10 +43,12 @@ extension CaseStore {
     ///
     /// - Throws: ``StoreError`` `caseNotFound`.
     public func snapshot(of caseID: CaseID) throws(StoreError) -> CaseSnapshot {
-        try read { db in try Self.snapshot(db, caseID: caseID) }
+        let schema = schema
+        return try read { db in try Self.snapshot(db, caseID: caseID, tail: LogTail(db), schema: schema) }
     }
 
-    static func snapshot(_ db: Database, caseID: CaseID) throws -> CaseSnapshot {
+    /// The case as checkpointed, with the log's tail replayed on top.
+    static func snapshot(_ db: Database, caseID: CaseID, tail: LogTail, schema: CaseSchema) throws -> CaseSnapshot {
         guard let record = try Row.fetchOne(db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
         else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
         let caseRef: Int64 = record[0]
@@ -65,15 +68,18 @@ extension CaseStore {
             let replica = try coder.read(from: &reader)
             version[replica] = try reader.readVarint()
         }
+        try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
         return CaseSnapshot(caseID: caseID, version: version, fields: fields)
     }
 
     /// Every case held here, by case ID.
     public func caseSummaries() throws(StoreError) -> [CaseSummary] {
-        try read { db in
+        let schema = schema
+        return try read { db in
+            let tail = try LogTail(db)
             let ids = try String.fetchAll(db, sql: "SELECT caseKey FROM caseRecord ORDER BY caseKey")
             return try ids.map { text in
-                let snapshot = try Self.snapshot(db, caseID: CaseID(text))
+                let snapshot = try Self.snapshot(db, caseID: CaseID(text), tail: tail, schema: schema)
                 func register(_ name: String) -> String? {
                     guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else { return nil }
                     return state.value?.description
@@ -92,24 +98,37 @@ extension CaseStore {
 
     /// Every open conflict, by case and field.
     public func openConflicts() throws(StoreError) -> [ConflictSummary] {
-        try read { db in
+        let schema = schema
+        return try read { db in
             let coder = try ReplicaTableCoder(db)
+            let tail = try LogTail(db)
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT caseRecord.caseKey, fieldName.name, fieldState.state FROM fieldState
+                    SELECT caseRecord.caseKey, fieldName.name, fieldState.state, fieldState.caseRef FROM fieldState
                     JOIN caseRecord ON caseRecord.id = fieldState.caseRef
                     JOIN fieldName ON fieldName.id = fieldState.fieldRef
                     WHERE fieldState.conflicted = 1
-                    ORDER BY caseRecord.caseKey, fieldName.name
                     """)
-            return try rows.compactMap { row in
-                guard case .register(let register) = try FieldState(decoding: [UInt8](row[2] as Data), coder: coder)
+            var conflicts: [ConflictSummary] = try rows.compactMap { row in
+                // Cases the tail has changed since the checkpoint are read whole below.
+                guard tail.changes(ofCase: row[3]).isEmpty,
+                    case .register(let register) = try FieldState(decoding: [UInt8](row[2] as Data), coder: coder)
                 else { return nil }
                 return ConflictSummary(
                     caseID: try CaseID(row[0] as String), field: try FieldKey(parsing: row[1] as String),
                     siblings: register.siblings)
             }
+            for caseRef in tail.byCase.keys {
+                guard let caseKey = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+                else { continue }
+                let snapshot = try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema)
+                for field in snapshot.conflicts {
+                    guard case .register(let register)? = snapshot.fields[field] else { continue }
+                    conflicts.append(ConflictSummary(caseID: snapshot.caseID, field: field, siblings: register.siblings))
+                }
+            }
+            return conflicts.sorted { ($0.caseID, $0.field) < ($1.caseID, $1.field) }
         }
     }
 
@@ -123,7 +142,8 @@ extension CaseStore {
     ///
     /// - Parameter institution: when given, only cases whose participants include it.
     public func encodedChanges(for institution: InstitutionID? = nil) throws(StoreError) -> [[UInt8]] {
-        try read { db in
+        let schema = schema
+        return try read { db in
             let coder = try ReplicaTableCoder(db)
             var caseKeys: [Int64: String] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") { caseKeys[row[0]] = row[1] }
@@ -133,11 +153,22 @@ extension CaseStore {
                     db,
                     sql: "SELECT caseRef, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef "
                         + "WHERE fieldName.name = 'case.participants'")
-                allowed = Set(try participantStates.filter { row in
-                    guard case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
+                let tail = try LogTail(db)
+                var entitled = Set(try participantStates.filter { row in
+                    guard tail.changes(ofCase: row[0]).isEmpty,
+                        case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
                     else { return false }
                     return set.contains(institution.rawValue, .addWins)
                 }.map { $0[0] as Int64 })
+                let participants = FieldKey(entity: "case", field: "participants")
+                for caseRef in tail.byCase.keys {
+                    guard let caseKey = caseKeys[caseRef] else { continue }
+                    let snapshot = try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema)
+                    if case .set(let set)? = snapshot.fields[participants], set.contains(institution.rawValue, .addWins) {
+                        entitled.insert(caseRef)
+                    }
+                }
+                allowed = entitled
             }
             var encoded: [[UInt8]] = []
             let segments = try Data.fetchCursor(db, sql: "SELECT body FROM changeSegment ORDER BY id")

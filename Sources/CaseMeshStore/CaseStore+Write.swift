@@ -37,7 +37,7 @@ extension CaseStore {
 
     private func commit(caseID: CaseID, ops: [FieldOperation], isNewCase: Bool) throws(StoreError) -> Change {
         let replicaID = replicaID
-        return try withApplySession(wallMillis: clock.nowMillis()) { session in
+        return try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
             try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: isNewCase)
         }
     }
@@ -66,7 +66,8 @@ extension CaseStore {
         var start = 0
         repeat {
             let batch = order[start..<min(start + max(1, batchSize), order.count)]
-            let report = try withApplySession(wallMillis: clock.nowMillis()) { session in
+            let isLast = batch.endIndex == order.endIndex
+            let report = try withApplySession(wallMillis: clock.nowMillis(), checkpoint: isLast) { session in
                 var report = ApplyReport()
                 for index in batch { try session.receive(changes[index].change, body: changes[index].body, report: &report) }
                 try session.drainPending(report: &report)

@@ -144,8 +144,11 @@ public struct CaseStore: Sendable {
     }
 
     /// Runs one write transaction with an apply session over the store's cache.
+    ///
+    /// - Parameter checkpoint: whether to write out materialized state at the end
+    ///   (the last transaction of a write call), or only the change log.
     func withApplySession<T: Sendable>(
-        wallMillis: UInt64, _ body: @Sendable (ApplySession) throws -> T
+        wallMillis: UInt64, checkpoint: Bool, _ body: @Sendable (ApplySession) throws -> T
     ) throws(StoreError) -> T {
         let schema = schema
         let drift = maximumDriftMillis
@@ -157,7 +160,7 @@ public struct CaseStore: Sendable {
                         db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift, cache: cache)
                     defer { session.close() }
                     let result = try body(session)
-                    try session.flush()
+                    try session.flush(checkpoint: checkpoint)
                     return result
                 }
             }

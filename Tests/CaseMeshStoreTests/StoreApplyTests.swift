@@ -116,3 +116,44 @@ import Testing
         #expect(try store.openConflicts().isEmpty)
     }
 }
+
+/// Materialized state is written at checkpoints; between them the change log's tail
+/// is replayed by readers and by a writer whose cache is cold.
+@Suite struct CheckpointTests {
+    @Test(arguments: 0..<4)
+    func uncheckpointedBatchesAreReplayedByAnotherProcessView(seed: Int) throws {
+        let directory = StoreApplyTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let history = RandomHistory(seed: UInt64(seed) + 500, steps: 40)
+        let writer = try CaseStore.create(directory: directory, replicaID: StoreApplyTests.reader, schema: RandomHistory.schema)
+        let ordered = history.changes.sorted(by: Change.causalOrder)
+        let half = ordered.count / 2
+        _ = try writer.apply(Array(ordered[..<half]))
+        // The second half commits to the log in two transactions but is never checkpointed,
+        // as if the process was killed before its last batch.
+        for part in [ordered[half..<(half + ordered.count) / 2], ordered[(half + ordered.count) / 2..<ordered.count]] {
+            _ = try writer.withApplySession(wallMillis: SystemWallClock().nowMillis(), checkpoint: false) { session in
+                var report = ApplyReport()
+                for change in part { try session.receive(change, body: change.encoded(), report: &report) }
+                return report
+            }
+        }
+        let reference = history.deliver(history.changes)
+        let reader = try CaseStore.open(directory: directory, schema: RandomHistory.schema)
+        #expect(try reader.snapshot(of: history.caseID).fields == reference.fields, "a reader replays the tail")
+        #expect(try reader.snapshot(of: history.caseID).version == reference.version)
+        #expect(try reader.openConflicts().map(\.field) == (try reader.snapshot(of: history.caseID)).conflicts)
+        let exported = try reader.encodedChanges().count
+        #expect(exported == history.changes.count, "the log holds every change")
+
+        // A cold writer replays the tail, adds its own change and checkpoints everything.
+        let local = try reader.write(caseID: history.caseID, ops: [.append(RandomHistory.log, "after restart")])
+        var expected = reference
+        try expected.receive(local, rules: TestRules())
+        let tailAfter = try reader.read { db in try LogTail(db).isEmpty }
+        #expect(tailAfter, "the write checkpointed the tail")
+        #expect(try reader.snapshot(of: history.caseID).fields == expected.fields)
+        #expect(try CaseStore.open(directory: directory, schema: RandomHistory.schema).snapshot(of: history.caseID).fields
+            == expected.fields)
+    }
+}

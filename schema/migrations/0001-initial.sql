@@ -5,14 +5,19 @@
 -- segment, not one per change or per operation); field state is one row per
 -- written field.
 
--- This node: its replica ID, the schema version its data follows, its clock.
+-- This node: its replica ID, the schema version its data follows, its clock, and
+-- the checkpoint of materialized state: fieldState and caseRecord.version reflect
+-- exactly the changes that arrived before checkpointArrival. Later changes (the
+-- log's tail) are durable in the change log and replayed on top by every reader
+-- and writer until the next checkpoint writes them out.
 CREATE TABLE replicaInfo (
-    singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
-    replicaID      TEXT    NOT NULL,
-    schemaVersion  INTEGER NOT NULL,
-    clockPhysical  INTEGER NOT NULL,
-    clockLogical   INTEGER NOT NULL,
-    createdAt      INTEGER NOT NULL
+    singleton          INTEGER PRIMARY KEY CHECK (singleton = 1),
+    replicaID          TEXT    NOT NULL,
+    schemaVersion      INTEGER NOT NULL,
+    clockPhysical      INTEGER NOT NULL,
+    clockLogical       INTEGER NOT NULL,
+    createdAt          INTEGER NOT NULL,
+    checkpointArrival  INTEGER NOT NULL DEFAULT 1
 );
 
 -- Interned replica IDs (origins of changes).

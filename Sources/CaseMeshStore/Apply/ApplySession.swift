@@ -5,13 +5,14 @@ import GRDB
 
 /// Applies changes inside one write transaction: the hot path.
 ///
-/// Decoded field states, version vectors and interned IDs come from the
-/// ``StoreCache``; a batch's writes to the same field collapse into one state write,
-/// the change log is appended in arrival order, and every statement is a cached
-/// prepared statement.
+/// Each change is appended to the change log (durable when the transaction
+/// commits) and merged into the decoded field states and version vectors of the
+/// ``StoreCache``. Those are written out at checkpoints (``flush(checkpoint:)``),
+/// so all writes to a field between two checkpoints collapse into one; the log's
+/// tail since the last checkpoint is what a cold cache or a reader replays.
 ///
 /// - Important: A session lives inside one `DatabaseWriter.write` closure, under the
-///   cache's lock, and ``flush()`` must run before the closure returns.
+///   cache's lock, and ``flush(checkpoint:)`` must run before the closure returns.
 final class ApplySession {
     typealias StateKey = StoreCache.StateKey
 
@@ -20,15 +21,6 @@ final class ApplySession {
     private let wallMillis: UInt64
     private let cache: StoreCache
     private(set) var clock: HybridLogicalClock
-    /// How a dirty field state stood before this transaction.
-    private struct Before {
-        var existed: Bool
-        var wasConflict: Bool
-    }
-
-    /// Dirty field states, with how each stood when the transaction began.
-    private var dirtyStates: [StateKey: Before] = [:]
-    private var dirtyCases: Set<Int64> = []
     private var touchedCases: Set<Int64> = []
     /// The last few replicas interned, checked before the hash table.
     private var recentReplicas: [(replica: ReplicaID, ref: Int64)] = []
@@ -36,8 +28,7 @@ final class ApplySession {
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
     private let selectState: RawStatement
-    private let insertState: RawStatement
-    private let updateState: RawStatement
+    private let upsertState: RawStatement
     private let updateVersion: RawStatement
 
     init(db: Database, schema: CaseSchema, wallMillis: UInt64, maximumDriftMillis: UInt64, cache: StoreCache) throws {
@@ -60,15 +51,29 @@ final class ApplySession {
         nextArrival = try Int64.fetchOne(
             db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
         selectState = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
-        insertState = try RawStatement(db, "INSERT INTO fieldState (caseRef, fieldRef, conflicted, state) VALUES (?, ?, ?, ?)")
-        updateState = try RawStatement(
-            db, "UPDATE fieldState SET conflicted = ?, state = ? WHERE caseRef = ? AND fieldRef = ?")
+        upsertState = try RawStatement(
+            db,
+            "INSERT INTO fieldState (caseRef, fieldRef, conflicted, state) VALUES (?, ?, ?, ?) "
+                + "ON CONFLICT (caseRef, fieldRef) DO UPDATE SET conflicted = excluded.conflicted, state = excluded.state")
         updateVersion = try RawStatement(db, "UPDATE caseRecord SET version = ? WHERE id = ?")
+        if !cache.tailReplayed {
+            try replayTail()
+            cache.tailReplayed = true
+        }
+    }
+
+    /// Merges the log's tail into a cold cache, so it holds what every reader sees.
+    private func replayTail() throws {
+        let tail = try LogTail(db)
+        for entry in tail.entries {
+            _ = try version(ofCase: entry.caseRef)
+            try merge(entry.change, caseRef: entry.caseRef)
+        }
     }
 
     /// Releases the raw statements; the session is done.
     func close() {
-        for statement in [selectState, insertState, updateState, updateVersion] { statement.finalize() }
+        for statement in [selectState, upsertState, updateVersion] { statement.finalize() }
     }
 
     // MARK: Identifiers and versions
@@ -273,20 +278,28 @@ final class ApplySession {
         return state
     }
 
-    /// Applies a change whose dependencies are all held: all operations or none.
+    /// Applies a change whose dependencies are all held: appends it to the log and
+    /// merges it into the cached state, all operations or none.
+    private func apply(_ change: Change, body: [UInt8], caseRef: Int64) throws {
+        try merge(change, caseRef: caseRef)
+        try segment.append(caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body)
+        if segment.isFull { try writeSegment() }
+        touchedCases.insert(caseRef)
+        if change.hlc > clock.latest {
+            try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
+        }
+    }
+
+    /// Merges a change into the cached field states and version vector.
     ///
     /// Every operation is checked against its field's state before any is applied,
     /// so the in-place updates below cannot stop halfway.
-    private func apply(_ change: Change, body: [UInt8], caseRef: Int64) throws {
+    private func merge(_ change: Change, caseRef: Int64) throws {
         var keys: [StateKey] = []
         keys.reserveCapacity(change.ops.count)
         for op in change.ops {
             let key = StateKey(caseRef: caseRef, fieldRef: try fieldRef(op.field))
-            if dirtyStates[key] == nil {
-                let current = try state(key)
-                dirtyStates[key] = Before(existed: current != nil, wasConflict: current?.isConflict ?? false)
-                if current == nil { cache.states[key] = .empty(for: op) }
-            }
+            if cache.states[key] == nil { cache.states[key] = try state(key) ?? .empty(for: op) }
             guard cache.states[key]?.accepts(op) == true else {
                 throw StoreError(
                     code: .corrupt, message: "change \(change.caseID) \(change.dot) does not fit stored field \(op.field)")
@@ -295,17 +308,11 @@ final class ApplySession {
         }
         for (index, op) in change.ops.enumerated() {
             try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
+            cache.dirtyStates.insert(keys[index])
         }
-        let replicaRef = try replicaRef(change.origin)
-        try segment.append(caseRef: caseRef, replicaRef: replicaRef, canonical: body)
-        if segment.isFull { try writeSegment() }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
         cache.versions[caseRef]![change.origin] = change.seq
-        dirtyCases.insert(caseRef)
-        touchedCases.insert(caseRef)
-        if change.hlc > clock.latest {
-            try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
-        }
+        cache.dirtyCases.insert(caseRef)
     }
 
     /// Appends the changes gathered so far to the change log as one row.
@@ -317,29 +324,32 @@ final class ApplySession {
         segment.reset()
     }
 
-    /// Writes every changed field state, conflict marker, version vector and the clock.
-    func flush() throws {
+    /// Ends the transaction's work: appends the rest of the log segment and saves
+    /// the clock; at a checkpoint (or when the changed state outgrows the cache's
+    /// bound) also writes every changed field state and version vector and moves
+    /// the checkpoint to the end of the log.
+    func flush(checkpoint: Bool) throws {
         try writeSegment()
-        let coder = SessionReplicaCoder(session: self)
-        // In key order: consecutive writes land on the same B-tree pages.
-        let ordered = dirtyStates.sorted { ($0.key.caseRef, $0.key.fieldRef) < ($1.key.caseRef, $1.key.fieldRef) }
-        for (key, before) in ordered {
-            guard let state = cache.states[key] else { continue }
-            let conflicted: Int64 = state.isConflict ? 1 : 0
-            if before.existed {
-                try updateState.bind(conflicted).bind(state.encoded(coder: coder)).bind(key.caseRef).bind(key.fieldRef).run()
-            } else {
-                try insertState.bind(key.caseRef).bind(key.fieldRef).bind(conflicted).bind(state.encoded(coder: coder)).run()
-            }
-        }
-        dirtyStates.removeAll()
-        for caseRef in dirtyCases {
-            try updateVersion.bind(try encodeVersion(version(ofCase: caseRef))).bind(caseRef).run()
-        }
-        dirtyCases.removeAll()
         try db.execute(
             sql: "UPDATE replicaInfo SET clockPhysical = ?, clockLogical = ? WHERE singleton = 1",
             arguments: [Int64(clock.latest.physical), Int64(clock.latest.logical)])
+        guard checkpoint || cache.dirtyStates.count > cache.dirtyCapacity else { return }
+        let coder = SessionReplicaCoder(session: self)
+        // In key order: consecutive writes land on the same B-tree pages.
+        for key in cache.dirtyStates.sorted(by: { ($0.caseRef, $0.fieldRef) < ($1.caseRef, $1.fieldRef) }) {
+            guard let state = cache.states[key] else {
+                throw StoreError(code: .corrupt, message: "a changed field state went missing from the cache")
+            }
+            try upsertState.bind(key.caseRef).bind(key.fieldRef).bind(state.isConflict ? 1 : 0)
+                .bind(state.encoded(coder: coder)).run()
+        }
+        for caseRef in cache.dirtyCases.sorted() {
+            try updateVersion.bind(try encodeVersion(version(ofCase: caseRef))).bind(caseRef).run()
+        }
+        try db.execute(
+            sql: "UPDATE replicaInfo SET checkpointArrival = ? WHERE singleton = 1", arguments: [nextArrival])
+        cache.dirtyStates.removeAll()
+        cache.dirtyCases.removeAll()
     }
 }
 

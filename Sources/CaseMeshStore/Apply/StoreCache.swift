@@ -17,6 +17,8 @@ final class StoreCache: @unchecked Sendable {
 
     private let lock = NSLock()
     /// Field states held at most; past it the cache starts over (a bound, not an LRU).
+    /// Dirty states are bounded separately: a checkpoint runs when they pass
+    /// ``dirtyCapacity``.
     let stateCapacity: Int
 
     var dataVersion: Int64?
@@ -26,9 +28,17 @@ final class StoreCache: @unchecked Sendable {
     var fieldRefs: [FieldKey: Int64] = [:]
     var versions: [Int64: VersionVector] = [:]
     var states: [StateKey: FieldState] = [:]
+    /// Field states and version vectors changed since the last checkpoint.
+    var dirtyStates: Set<StateKey> = []
+    var dirtyCases: Set<Int64> = []
+    /// Whether the log's tail has been replayed into this cache.
+    var tailReplayed = false
 
-    init(stateCapacity: Int = 500_000) {
+    let dirtyCapacity: Int
+
+    init(stateCapacity: Int = 500_000, dirtyCapacity: Int = 250_000) {
         self.stateCapacity = stateCapacity
+        self.dirtyCapacity = dirtyCapacity
     }
 
     /// Runs `body` with exclusive access; drops the cache if `body` throws, since the
@@ -53,10 +63,15 @@ final class StoreCache: @unchecked Sendable {
         fieldRefs.removeAll()
         versions.removeAll()
         states.removeAll()
+        dirtyStates.removeAll()
+        dirtyCases.removeAll()
+        tailReplayed = false
     }
 
-    /// Keeps the cache within its bound (caller holds the lock).
+    /// Keeps the cache within its bound (caller holds the lock). Dirty entries are
+    /// kept until a checkpoint writes them out.
     func trimLocked() {
+        guard dirtyStates.isEmpty && dirtyCases.isEmpty else { return }
         if states.count > stateCapacity { states.removeAll(keepingCapacity: true) }
         if versions.count > stateCapacity / 4 { versions.removeAll(keepingCapacity: true) }
         if caseRefs.count > stateCapacity { caseRefs.removeAll(keepingCapacity: true) }
