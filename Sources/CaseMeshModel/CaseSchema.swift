@@ -172,7 +172,11 @@ public struct CaseSchema: Sendable, MergeRules {
             throw invalid("expected a value of type \(field.type.rawValue)")
         case (let type, .string(let text)):
             let limit = field.maxLength ?? FieldDefinition.defaultMaximumLength
-            if text.count > limit { throw invalid("\(text.count) characters, at most \(limit)") }
+            // Counting characters walks grapheme clusters; a string with no more
+            // UTF-8 bytes than the limit has no more characters either.
+            if text.utf8.count > limit && text.count > limit {
+                throw invalid("\(text.count) characters, at most \(limit)")
+            }
             try Self.validateText(text, type: type, field: field, invalid: invalid)
         }
     }
@@ -180,7 +184,8 @@ public struct CaseSchema: Sendable, MergeRules {
     private static func validateText(
         _ text: String, type: ValueType, field: FieldDefinition, invalid: (String) -> ModelError
     ) throws(ModelError) {
-        let hasControl = text.unicodeScalars.contains { $0.value < 0x20 && (type != .text || ($0 != "\n" && $0 != "\t")) }
+        let hasControl = text.utf8.contains { $0 < 0x20 }
+            && text.unicodeScalars.contains { $0.value < 0x20 && (type != .text || ($0 != "\n" && $0 != "\t")) }
         if hasControl { throw invalid("control characters are not allowed") }
         switch type {
         case .string, .text:

@@ -307,7 +307,12 @@ final class ApplySession {
             keys.append(key)
         }
         for (index, op) in change.ops.enumerated() {
-            try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
+            let semantics: SetSemantics
+            switch op {
+            case .insert, .remove: semantics = schema.setSemantics(for: op.field)
+            default: semantics = .addWins
+            }
+            try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: semantics)
             cache.dirtyStates.insert(keys[index])
         }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
