@@ -59,7 +59,8 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
-            name: "CaseMeshCRDTTests", dependencies: ["CaseMeshCRDT", "CaseMeshTestSupport"], swiftSettings: strictSettings
+            name: "CaseMeshCRDTTests", dependencies: ["CaseMeshCRDT", "CaseMeshTestSupport"],
+            swiftSettings: strictSettings
         ),
         .testTarget(name: "CaseMeshModelTests", dependencies: ["CaseMeshModel"], swiftSettings: strictSettings),
         .testTarget(
@@ -70,7 +71,8 @@ let package = Package(
         .testTarget(
             name: "CaseMeshEndToEndTests",
             dependencies: [
-                "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", .product(name: "GRDB", package: "GRDB.swift"),
+                "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings
         ),

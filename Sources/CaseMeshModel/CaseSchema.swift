@@ -38,20 +38,28 @@ public struct CaseSchema: Sendable, MergeRules {
         } catch {
             throw ModelError(code: .invalidSchema, message: "schema does not parse: \(error)")
         }
-        func fail(_ reason: String) -> ModelError { ModelError(code: .invalidSchema, message: "invalid schema: \(reason)") }
+        func fail(_ reason: String) -> ModelError {
+            ModelError(code: .invalidSchema, message: "invalid schema: \(reason)")
+        }
         guard document.schemaVersion >= 1 else { throw fail("schemaVersion must be at least 1") }
         var entities: [String: EntityDefinition] = [:]
         var index: [String: [String: FieldDefinition]] = [:]
         for entity in document.entities {
-            guard (try? FieldKey(parsing: "\(entity.name).x")) != nil else { throw fail("bad entity name '\(entity.name)'") }
+            guard (try? FieldKey(parsing: "\(entity.name).x")) != nil else {
+                throw fail("bad entity name '\(entity.name)'")
+            }
             guard entities[entity.name] == nil else { throw fail("entity '\(entity.name)' defined twice") }
             var fields: [String: FieldDefinition] = [:]
             for field in entity.fields {
                 let where_ = "\(entity.name).\(field.name)"
                 guard (try? FieldKey(parsing: where_)) != nil else { throw fail("bad field name '\(where_)'") }
                 guard fields[field.name] == nil else { throw fail("field '\(where_)' defined twice") }
-                if field.type == .enum && (field.values ?? []).isEmpty { throw fail("enum field '\(where_)' lists no values") }
-                if field.type != .enum && field.values != nil { throw fail("only enum fields list values ('\(where_)')") }
+                if field.type == .enum && (field.values ?? []).isEmpty {
+                    throw fail("enum field '\(where_)' lists no values")
+                }
+                if field.type != .enum && field.values != nil {
+                    throw fail("only enum fields list values ('\(where_)')")
+                }
                 if field.kind != .set && field.semantics != nil { throw fail("only sets name semantics ('\(where_)')") }
                 if field.kind == .set && ![.string, .enum, .institution].contains(field.type) {
                     throw fail("set '\(where_)' must hold strings, enums or institutions")
@@ -80,10 +88,12 @@ public struct CaseSchema: Sendable, MergeRules {
             throw ModelError(code: .unknownField, message: "unknown entity '\(key.entity)' in field \(key)")
         }
         guard let field = fieldIndex[key.entity]?[key.field] else {
-            throw ModelError(code: .unknownField, message: "unknown field '\(key)': \(key.entity) has no field '\(key.field)'")
+            throw ModelError(
+                code: .unknownField, message: "unknown field '\(key)': \(key.entity) has no field '\(key.field)'")
         }
         if entity.multiple && key.instance.isEmpty {
-            throw ModelError(code: .unknownField, message: "field '\(key)' needs an instance: \(key.entity)#ID.\(key.field)")
+            throw ModelError(
+                code: .unknownField, message: "field '\(key)' needs an instance: \(key.entity)#ID.\(key.field)")
         }
         if !entity.multiple && !key.instance.isEmpty {
             throw ModelError(code: .unknownField, message: "field '\(key)': \(key.entity) has a single instance")
@@ -104,7 +114,8 @@ public struct CaseSchema: Sendable, MergeRules {
         switch field.type {
         case .integer:
             guard let number = Int64(text) else {
-                throw ModelError(code: .invalidValue, message: "field \(key) takes a whole number, not '\(text.prefix(40))'")
+                throw ModelError(
+                    code: .invalidValue, message: "field \(key) takes a whole number, not '\(text.prefix(40))'")
             }
             value = .integer(number)
         case .boolean:
@@ -112,7 +123,8 @@ public struct CaseSchema: Sendable, MergeRules {
             case "true", "yes": value = .boolean(true)
             case "false", "no": value = .boolean(false)
             default:
-                throw ModelError(code: .invalidValue, message: "field \(key) takes true or false, not '\(text.prefix(40))'")
+                throw ModelError(
+                    code: .invalidValue, message: "field \(key) takes true or false, not '\(text.prefix(40))'")
             }
         default:
             value = .string(text)
@@ -184,7 +196,8 @@ public struct CaseSchema: Sendable, MergeRules {
     private static func validateText(
         _ text: String, type: ValueType, field: FieldDefinition, invalid: (String) -> ModelError
     ) throws(ModelError) {
-        let hasControl = text.utf8.contains { $0 < 0x20 }
+        let hasControl =
+            text.utf8.contains { $0 < 0x20 }
             && text.unicodeScalars.contains { $0.value < 0x20 && (type != .text || ($0 != "\n" && $0 != "\t")) }
         if hasControl { throw invalid("control characters are not allowed") }
         switch type {
@@ -195,7 +208,9 @@ public struct CaseSchema: Sendable, MergeRules {
                 throw invalid("'\(text.prefix(40))' is not one of \((field.values ?? []).joined(separator: ", "))")
             }
         case .institution:
-            guard (try? InstitutionID(text)) != nil else { throw invalid("'\(text.prefix(40))' is not an institution ID") }
+            guard (try? InstitutionID(text)) != nil else {
+                throw invalid("'\(text.prefix(40))' is not an institution ID")
+            }
         case .date:
             guard DateText.isDate(text) else { throw invalid("'\(text.prefix(40))' is not a date like 2026-12-01") }
         case .datetime:

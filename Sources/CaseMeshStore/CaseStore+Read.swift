@@ -49,14 +49,17 @@ extension CaseStore {
 
     /// The case as checkpointed, with the log's tail replayed on top.
     static func snapshot(_ db: Database, caseID: CaseID, tail: LogTail, schema: CaseSchema) throws -> CaseSnapshot {
-        guard let record = try Row.fetchOne(db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
+        guard
+            let record = try Row.fetchOne(
+                db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
         else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
         let caseRef: Int64 = record[0]
         let coder = try ReplicaTableCoder(db)
         var fields: [FieldKey: FieldState] = [:]
         for row in try Row.fetchAll(
             db,
-            sql: "SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef WHERE caseRef = ?",
+            sql:
+                "SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef WHERE caseRef = ?",
             arguments: [caseRef])
         {
             let key = try FieldKey(parsing: row[0] as String)
@@ -81,7 +84,9 @@ extension CaseStore {
             return try ids.map { text in
                 let snapshot = try Self.snapshot(db, caseID: CaseID(text), tail: tail, schema: schema)
                 func register(_ name: String) -> String? {
-                    guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else { return nil }
+                    guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else {
+                        return nil
+                    }
                     return state.value?.description
                 }
                 var participants: [String] = []
@@ -120,12 +125,15 @@ extension CaseStore {
                     siblings: register.siblings)
             }
             for caseRef in tail.byCase.keys {
-                guard let caseKey = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+                guard
+                    let caseKey = try String.fetchOne(
+                        db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
                 else { continue }
                 let snapshot = try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema)
                 for field in snapshot.conflicts {
                     guard case .register(let register)? = snapshot.fields[field] else { continue }
-                    conflicts.append(ConflictSummary(caseID: snapshot.caseID, field: field, siblings: register.siblings))
+                    conflicts.append(
+                        ConflictSummary(caseID: snapshot.caseID, field: field, siblings: register.siblings))
                 }
             }
             return conflicts.sorted { ($0.caseID, $0.field) < ($1.caseID, $1.field) }
@@ -154,17 +162,19 @@ extension CaseStore {
                     sql: "SELECT caseRef, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef "
                         + "WHERE fieldName.name = 'case.participants'")
                 let tail = try LogTail(db)
-                var entitled = Set(try participantStates.filter { row in
-                    guard tail.changes(ofCase: row[0]).isEmpty,
-                        case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
-                    else { return false }
-                    return set.contains(institution.rawValue, .addWins)
-                }.map { $0[0] as Int64 })
+                var entitled = Set(
+                    try participantStates.filter { row in
+                        guard tail.changes(ofCase: row[0]).isEmpty,
+                            case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
+                        else { return false }
+                        return set.contains(institution.rawValue, .addWins)
+                    }.map { $0[0] as Int64 })
                 let participants = FieldKey(entity: "case", field: "participants")
                 for caseRef in tail.byCase.keys {
                     guard let caseKey = caseKeys[caseRef] else { continue }
                     let snapshot = try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema)
-                    if case .set(let set)? = snapshot.fields[participants], set.contains(institution.rawValue, .addWins) {
+                    if case .set(let set)? = snapshot.fields[participants], set.contains(institution.rawValue, .addWins)
+                    {
                         entitled.insert(caseRef)
                     }
                 }

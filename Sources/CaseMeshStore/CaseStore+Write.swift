@@ -69,7 +69,9 @@ extension CaseStore {
             let isLast = batch.endIndex == order.endIndex
             let report = try withApplySession(wallMillis: clock.nowMillis(), checkpoint: isLast) { session in
                 var report = ApplyReport()
-                for index in batch { try session.receive(changes[index].change, body: changes[index].body, report: &report) }
+                for index in batch {
+                    try session.receive(changes[index].change, body: changes[index].body, report: &report)
+                }
                 try session.drainPending(report: &report)
                 return report
             }

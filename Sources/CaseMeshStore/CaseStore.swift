@@ -32,7 +32,8 @@ public struct CaseStore: Sendable {
             try Row.fetchOne(db, sql: "SELECT replicaID, schemaVersion FROM replicaInfo WHERE singleton = 1")
         }
         guard let info else {
-            throw StoreError(code: .notInitialized, message: "the data directory holds no replica; run 'casemesh init' first")
+            throw StoreError(
+                code: .notInitialized, message: "the data directory holds no replica; run 'casemesh init' first")
         }
         let storedVersion: Int = info["schemaVersion"]
         guard storedVersion == schema.version else {
@@ -127,7 +128,8 @@ public struct CaseStore: Sendable {
         } catch let error as ModelError {
             throw StoreError(code: .invalidWrite, message: error.message, cause: error)
         } catch let error as DatabaseError {
-            throw StoreError(code: .database, message: "database error: \(error.message ?? "\(error.resultCode)")", cause: error)
+            throw StoreError(
+                code: .database, message: "database error: \(error.message ?? "\(error.resultCode)")", cause: error)
         } catch {
             throw StoreError(code: .database, message: "storage error: \(error)")
         }

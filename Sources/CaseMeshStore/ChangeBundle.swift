@@ -67,13 +67,16 @@ public struct ChangeBundle: Sendable {
             for _ in Self.magic { _ = try reader.readByte() }
             let format = try reader.readVarint()
             guard format == Self.formatVersion else {
-                throw StoreError(code: .corrupt, message: "bundle format \(format) is not supported (expected \(Self.formatVersion))")
+                throw StoreError(
+                    code: .corrupt, message: "bundle format \(format) is not supported (expected \(Self.formatVersion))"
+                )
             }
             let schemaVersion = try reader.readVarint()
             guard schemaVersion == UInt64(expectedSchemaVersion) else {
                 throw StoreError(
                     code: .schemaMismatch,
-                    message: "the bundle follows case schema version \(schemaVersion), this replica version \(expectedSchemaVersion)"
+                    message:
+                        "the bundle follows case schema version \(schemaVersion), this replica version \(expectedSchemaVersion)"
                 )
             }
             createdAtMillis = try reader.readVarint()

@@ -44,7 +44,8 @@ import Testing
             }
             for _ in 0..<50 {
                 var corrupted = bytes
-                corrupted[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                corrupted[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(
+                    in: 0...255, using: &generator)
                 // Either a clean error or a (different but valid) change: never a crash.
                 _ = try? Change(decoding: corrupted)
             }

@@ -12,8 +12,11 @@ import Testing
     let consent = FieldKey(entity: "case", field: "rwconsent")
     let notes = FieldKey(entity: "case", field: "notes")
 
-    func change(_ origin: ReplicaID, _ seq: UInt64, at millis: UInt64, seen: VersionVector, _ ops: [FieldOperation]) -> Change {
-        Change(caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: millis), context: seen, ops: ops)
+    func change(_ origin: ReplicaID, _ seq: UInt64, at millis: UInt64, seen: VersionVector, _ ops: [FieldOperation])
+        -> Change
+    {
+        Change(
+            caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: millis), context: seen, ops: ops)
     }
 
     func bothOrders(_ changes: [Change]) throws -> CaseDocument {
@@ -48,7 +51,8 @@ import Testing
     @Test func aWriteThatHasSeenTheConflictResolvesIt() throws {
         let high = change(dong, 1, at: 200, seen: VersionVector(), [.assign(risk, .string("high"))])
         let crisis = change(senior, 1, at: 150, seen: VersionVector(), [.assign(risk, .string("crisis"))])
-        let resolution = change(senior, 2, at: 300, seen: VersionVector([dong: 1, senior: 1]), [.assign(risk, .string("crisis"))])
+        let resolution = change(
+            senior, 2, at: 300, seen: VersionVector([dong: 1, senior: 1]), [.assign(risk, .string("crisis"))])
         let document = try bothOrders([high, crisis, resolution])
         guard case .register(let register)? = document.fields[risk] else { Issue.record("no register"); return }
         #expect(!register.isConflict)

@@ -36,7 +36,9 @@ import Testing
         #expect(result.status != 0, "expected a refusal", sourceLocation: sourceLocation)
         let errorLines = result.stderr.split(separator: "\n")
         #expect(errorLines.count == 1, "one-line error, got: \(result.stderr)", sourceLocation: sourceLocation)
-        #expect(result.stderr.contains(text), "error '\(result.stderr)' should mention '\(text)'", sourceLocation: sourceLocation)
+        #expect(
+            result.stderr.contains(text), "error '\(result.stderr)' should mention '\(text)'",
+            sourceLocation: sourceLocation)
         #expect(try replica.visibleState() == before, "the store is unchanged", sourceLocation: sourceLocation)
     }
 
@@ -48,10 +50,13 @@ import Testing
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
     }
 
-    func change(for replica: Replica, ops: [FieldOperation], hlc: UInt64 = SystemWallClock().nowMillis()) throws -> Change {
+    func change(for replica: Replica, ops: [FieldOperation], hlc: UInt64 = SystemWallClock().nowMillis()) throws
+        -> Change
+    {
         Change(
             caseID: try CaseID(replica.caseID), origin: try ReplicaID("senior.centre/laptop-1"), seq: 1,
-            hlc: HybridTimestamp(physical: hlc), context: VersionVector([try ReplicaID("dong.office/server"): 2]), ops: ops)
+            hlc: HybridTimestamp(physical: hlc), context: VersionVector([try ReplicaID("dong.office/server"): 2]),
+            ops: ops)
     }
 
     @Test func truncatedAndCorruptedBundlesAreRefused() throws {
@@ -65,15 +70,18 @@ import Testing
         let good = try Data(contentsOf: URL(fileURLWithPath: source + "/good.cmb"))
 
         try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: source + "/truncated.cmb"))
-        try expectRefused(["changes", "import", source + "/truncated.cmb"], on: replica, mentioning: "truncated or corrupted")
+        try expectRefused(
+            ["changes", "import", source + "/truncated.cmb"], on: replica, mentioning: "truncated or corrupted")
 
         var flipped = [UInt8](good)
         flipped[flipped.count / 2] ^= 0x40
         try Data(flipped).write(to: URL(fileURLWithPath: source + "/flipped.cmb"))
-        try expectRefused(["changes", "import", source + "/flipped.cmb"], on: replica, mentioning: "truncated or corrupted")
+        try expectRefused(
+            ["changes", "import", source + "/flipped.cmb"], on: replica, mentioning: "truncated or corrupted")
 
         try Data("hello, not a bundle".utf8).write(to: URL(fileURLWithPath: source + "/text.cmb"))
-        try expectRefused(["changes", "import", source + "/text.cmb"], on: replica, mentioning: "not a CaseMesh change bundle")
+        try expectRefused(
+            ["changes", "import", source + "/text.cmb"], on: replica, mentioning: "not a CaseMesh change bundle")
 
         try expectRefused(["changes", "import", source + "/missing.cmb"], on: replica, mentioning: "cannot read")
     }
@@ -82,7 +90,8 @@ import Testing
         let replica = try makeReplica("schema")
         defer { try? FileManager.default.removeItem(atPath: replica.root) }
         let path = replica.root + "/v2.cmb"
-        try writeBundle([change(for: replica, ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))])],
+        try writeBundle(
+            [change(for: replica, ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))])],
             schemaVersion: 2, to: path)
         try expectRefused(["changes", "import", path], on: replica, mentioning: "schema version 2")
     }
@@ -90,29 +99,38 @@ import Testing
     @Test func changesOutsideTheSchemaOrFromTheFutureAreRefused() throws {
         let replica = try makeReplica("semantic")
         defer { try? FileManager.default.removeItem(atPath: replica.root) }
-        let unknown = try change(for: replica, ops: [.assign(FieldKey(entity: "case", field: "favouriteColour"), .string("red"))])
+        let unknown = try change(
+            for: replica, ops: [.assign(FieldKey(entity: "case", field: "favouriteColour"), .string("red"))])
         try writeBundle([unknown], to: replica.root + "/unknown.cmb")
-        try expectRefused(["changes", "import", replica.root + "/unknown.cmb"], on: replica, mentioning: "unknown field")
+        try expectRefused(
+            ["changes", "import", replica.root + "/unknown.cmb"], on: replica, mentioning: "unknown field")
 
-        let wrongKind = try change(for: replica, ops: [.assign(FieldKey(entity: "household", field: "size"), .string("four"))])
+        let wrongKind = try change(
+            for: replica, ops: [.assign(FieldKey(entity: "household", field: "size"), .string("four"))])
         try writeBundle([wrongKind], to: replica.root + "/kind.cmb")
         try expectRefused(["changes", "import", replica.root + "/kind.cmb"], on: replica, mentioning: "household.size")
 
         let threeDaysAhead = SystemWallClock().nowMillis() + 3 * 86_400_000
         let future = try change(
-            for: replica, ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("low"))], hlc: threeDaysAhead)
+            for: replica, ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("low"))],
+            hlc: threeDaysAhead)
         try writeBundle([future], to: replica.root + "/future.cmb")
-        try expectRefused(["changes", "import", replica.root + "/future.cmb"], on: replica, mentioning: "ahead of the local clock")
+        try expectRefused(
+            ["changes", "import", replica.root + "/future.cmb"], on: replica, mentioning: "ahead of the local clock")
     }
 
     @Test func badWritesFromTheCommandLineAreRefused() throws {
         let replica = try makeReplica("cli")
         defer { try? FileManager.default.removeItem(atPath: replica.root) }
-        try expectRefused(["case", "set", replica.caseID, "favouriteColour", "red"], on: replica, mentioning: "unknown field")
-        try expectRefused(["case", "set", replica.caseID, "riskLevel", "catastrophic"], on: replica, mentioning: "riskLevel")
-        try expectRefused(["case", "set", replica.caseID, "household.size", "four"], on: replica, mentioning: "whole number")
+        try expectRefused(
+            ["case", "set", replica.caseID, "favouriteColour", "red"], on: replica, mentioning: "unknown field")
+        try expectRefused(
+            ["case", "set", replica.caseID, "riskLevel", "catastrophic"], on: replica, mentioning: "riskLevel")
+        try expectRefused(
+            ["case", "set", replica.caseID, "household.size", "four"], on: replica, mentioning: "whole number")
         try expectRefused(["case", "add", replica.caseID, "riskLevel", "high"], on: replica, mentioning: "register")
-        try expectRefused(["case", "set", replica.caseID, "person.name", "Kim"], on: replica, mentioning: "needs an instance")
+        try expectRefused(
+            ["case", "set", replica.caseID, "person.name", "Kim"], on: replica, mentioning: "needs an instance")
         try expectRefused(["case", "set", "case-nope", "stage", "intake"], on: replica, mentioning: "invalid case ID")
         try expectRefused(["resolve", replica.caseID, "riskLevel", "low"], on: replica, mentioning: "no open conflict")
         let uninitialised = try Binary.run(["case", "list", "--data", replica.root + "/nothing-here"])

@@ -19,7 +19,9 @@ import Testing
             for seq in 1...UInt64(perCase) {
                 millis += 1
                 var ops: [FieldOperation] = [
-                    .assign(FieldKey(entity: "case", field: "riskLevel"), .string(["low", "medium", "high"].randomElement(using: &generator)!)),
+                    .assign(
+                        FieldKey(entity: "case", field: "riskLevel"),
+                        .string(["low", "medium", "high"].randomElement(using: &generator)!)),
                     .append(FieldKey(entity: "case", field: "notes"), "visit \(seq)"),
                 ]
                 if seq == 1 { ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre")) }
@@ -29,14 +31,17 @@ import Testing
                 changes.append(change.encoded())
             }
         }
-        let bundle = ChangeBundle(schemaVersion: 1, source: origin, recipient: nil, createdAtMillis: millis, changes: changes)
+        let bundle = ChangeBundle(
+            schemaVersion: 1, source: origin, recipient: nil, createdAtMillis: millis, changes: changes)
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
         return changes.count
     }
 
     /// Changes the replica holds, as `case list --json` reports them.
     static func heldChanges(_ data: [String]) throws -> Int {
-        let listed = try JSONSerialization.jsonObject(with: Data(try Binary.ok(["case", "list", "--json"] + data).utf8)) as! [[String: Any]]
+        let listed =
+            try JSONSerialization.jsonObject(with: Data(try Binary.ok(["case", "list", "--json"] + data).utf8))
+            as! [[String: Any]]
         return listed.reduce(0) { $0 + (($1["changes"] as? Int) ?? 0) }
     }
 
@@ -71,7 +76,8 @@ import Testing
             let batchesFirst = Int.random(in: 1...6, using: &generator)
             let deadline = Date().addingTimeInterval(10)
             while process.isRunning, Date() < deadline,
-                (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 < batchesFirst
+                (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0
+                    < batchesFirst
             {
                 usleep(1_000)
             }
@@ -84,14 +90,17 @@ import Testing
             process.waitUntilExit()
             try output.close()
             let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n")
-            let acknowledged = lines.compactMap { line -> Int? in
-                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-                return object?["durable_applied"] as? Int
-            }.last ?? 0
+            let acknowledged =
+                lines.compactMap { line -> Int? in
+                    let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                    return object?["durable_applied"] as? Int
+                }.last ?? 0
 
             #expect(try Self.integrityCheck(directory) == "ok", "attempt \(attempt)")
             let after = try Self.heldChanges(data)
-            #expect(after >= before + acknowledged, "attempt \(attempt): acknowledged \(acknowledged) on top of \(before), holds \(after)")
+            #expect(
+                after >= before + acknowledged,
+                "attempt \(attempt): acknowledged \(acknowledged) on top of \(before), holds \(after)")
             if !killed { break }
         }
         #expect(kills >= 3, "the child was killed mid-import several times")

@@ -12,10 +12,14 @@ import Testing
         try Binary.ok(["init", "--replica", "dongducheon.senior-welfare/laptop-2"] + senior)
 
         let caseID = try Binary.ok(
-            ["case", "open", "--field", "report.channel=kakao", "--field", "riskLevel=high", "--field", "title=Kim household"]
+            [
+                "case", "open", "--field", "report.channel=kakao", "--field", "riskLevel=high", "--field",
+                "title=Kim household",
+            ]
                 + dong)
         try Binary.ok(["case", "add", caseID, "participants", "dongducheon.senior-welfare"] + dong)
-        try Binary.ok(["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong)
+        try Binary.ok(
+            ["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong)
         try Binary.ok(["changes", "import", root + "/first.cmb"] + senior)
 
         // Offline, at the same time: the same register, a set, and notes on both sides.
@@ -48,7 +52,9 @@ import Testing
         #expect(entities["report"]?["crisisSignals"] as? [String] == ["food-insecurity"])
 
         for data in [dong, senior] {
-            let open = try JSONSerialization.jsonObject(with: Data(try Binary.ok(["conflicts", "--json"] + data).utf8)) as! [Any]
+            let open =
+                try JSONSerialization.jsonObject(with: Data(try Binary.ok(["conflicts", "--json"] + data).utf8))
+                as! [Any]
             #expect(open.count == 1)
         }
 
@@ -80,7 +86,9 @@ import Testing
             try Binary.ok(["init", "--replica", "senior.centre/\(name)"] + data)
             for bundle in order { try Binary.ok(["changes", "import", root + "/\(bundle).cmb"] + data) }
         }
-        let views = try ["a", "b", "c"].map { try Binary.ok(["case", "show", caseID, "--json", "--data", root + "/" + $0]) }
+        let views = try ["a", "b", "c"].map {
+            try Binary.ok(["case", "show", caseID, "--json", "--data", root + "/" + $0])
+        }
         #expect(views[0] == views[1])
         #expect(views[1] == views[2])
     }

@@ -14,10 +14,11 @@ import Testing
 
     @Test func reportChannelsCoverEveryDiscoveryRoute() throws {
         let channel = try schema.definition(of: FieldKey(parsing: "report.channel"))
-        #expect(Set(channel.values ?? []) == [
-            "kakao", "sns", "hotline-080", "hotline-129", "iot-smart-plug", "safety-app", "neighbour",
-            "institution-referral", "bigdata", "self",
-        ])
+        #expect(
+            Set(channel.values ?? []) == [
+                "kakao", "sns", "hotline-080", "hotline-129", "iot-smart-plug", "safety-app", "neighbour",
+                "institution-referral", "bigdata", "self",
+            ])
     }
 
     @Test func writesOutsideTheSchemaAreRefused() throws {
@@ -32,7 +33,8 @@ import Testing
         #expect(code { _ = try schema.parseValue("urgent", for: FieldKey(parsing: "riskLevel")) } == .invalidValue)
         #expect(code { _ = try schema.parseValue("many", for: FieldKey(parsing: "household.size")) } == .invalidValue)
         #expect(code { _ = try schema.parseValue("0", for: FieldKey(parsing: "household.size")) } == .invalidValue)
-        #expect(code { _ = try schema.parseValue("2026-02-30", for: FieldKey(parsing: "serviceDueAt")) } == .invalidValue)
+        #expect(
+            code { _ = try schema.parseValue("2026-02-30", for: FieldKey(parsing: "serviceDueAt")) } == .invalidValue)
         #expect(code { try schema.validate(.insert(FieldKey(parsing: "participants"), "Not An ID")) } == .invalidValue)
         #expect(code { try schema.validate(.assign(FieldKey(parsing: "stage"), .integer(3))) } == .invalidValue)
     }
@@ -41,8 +43,9 @@ import Testing
         #expect(try schema.parseValue("crisis", for: FieldKey(parsing: "riskLevel")) == .string("crisis"))
         #expect(try schema.parseValue("3", for: FieldKey(parsing: "household.size")) == .integer(3))
         #expect(try schema.parseValue("yes", for: FieldKey(parsing: "person#p1.disability")) == .boolean(true))
-        #expect(try schema.parseValue("2026-11-23T09:30:00+09:00", for: FieldKey(parsing: "report.receivedAt"))
-            == .string("2026-11-23T09:30:00+09:00"))
+        #expect(
+            try schema.parseValue("2026-11-23T09:30:00+09:00", for: FieldKey(parsing: "report.receivedAt"))
+                == .string("2026-11-23T09:30:00+09:00"))
         #expect(try schema.parseValue("2024-02-29", for: FieldKey(parsing: "plan#p1.dueAt")) == .string("2024-02-29"))
         try schema.validate(.insert(FieldKey(parsing: "participants"), "uijeongbu.mental-health"))
         #expect(schema.setSemantics(for: FieldKey(entity: "case", field: "participants")) == .addWins)

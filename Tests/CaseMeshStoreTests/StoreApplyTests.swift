@@ -24,8 +24,10 @@ import Testing
         for seed in UInt64(chunk * 25)..<UInt64(chunk * 25 + 25) {
             var history = RandomHistory(seed: seed, steps: 40)
             let reference = history.deliver(history.changes)
-            let store = onDisk
-                ? try CaseStore.create(directory: directory + "/\(seed)", replicaID: Self.reader, schema: RandomHistory.schema)
+            let store =
+                onDisk
+                ? try CaseStore.create(
+                    directory: directory + "/\(seed)", replicaID: Self.reader, schema: RandomHistory.schema)
                 : try CaseStore.inMemory(replicaID: Self.reader, schema: RandomHistory.schema)
             var shuffled = history.changes + history.changes.prefix(3)
             shuffled.shuffle(using: &history.generator)
@@ -33,7 +35,8 @@ import Testing
             let batchSize = Int.random(in: 1...7, using: &history.generator)
             var start = 0
             while start < shuffled.count {
-                let report = try store.apply(Array(shuffled[start..<min(start + batchSize, shuffled.count)]), batchSize: 3)
+                let report = try store.apply(
+                    Array(shuffled[start..<min(start + batchSize, shuffled.count)]), batchSize: 3)
                 #expect(report.rejected.isEmpty, "seed \(seed)")
                 start += batchSize
             }
@@ -84,17 +87,21 @@ import Testing
     @Test func localChangeIsAtomicAndNumberedDensely() throws {
         let store = try CaseStore.inMemory(replicaID: try ReplicaID("dong.office/server"))
         var generator = SeededGenerator(seed: 3)
-        let opened = try store.openCase(ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))], using: &generator)
+        let opened = try store.openCase(
+            ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))], using: &generator)
         #expect(opened.seq == 1)
         let before = try store.snapshot(of: opened.caseID)
         #expect(throws: StoreError.self) {
-            try store.write(caseID: opened.caseID, ops: [
-                .assign(FieldKey(entity: "case", field: "riskLevel"), .string("high")),
-                .assign(FieldKey(entity: "case", field: "riskLevel"), .string("catastrophic")),
-            ])
+            try store.write(
+                caseID: opened.caseID,
+                ops: [
+                    .assign(FieldKey(entity: "case", field: "riskLevel"), .string("high")),
+                    .assign(FieldKey(entity: "case", field: "riskLevel"), .string("catastrophic")),
+                ])
         }
         #expect(try store.snapshot(of: opened.caseID) == before, "a refused change leaves nothing behind")
-        let next = try store.write(caseID: opened.caseID, ops: [.append(FieldKey(entity: "case", field: "notes"), "first visit")])
+        let next = try store.write(
+            caseID: opened.caseID, ops: [.append(FieldKey(entity: "case", field: "notes"), "first visit")])
         #expect(next.seq == 2)
         #expect(next.context == VersionVector([store.replicaID: 1]))
         let participants = try store.snapshot(of: opened.caseID).fields[FieldKey(entity: "case", field: "participants")]
@@ -109,9 +116,11 @@ import Testing
         let peer = try ReplicaID("senior.centre/server")
         let ahead = Change(
             caseID: opened.caseID, origin: peer, seq: 1, hlc: HybridTimestamp(physical: 1_700_000_060_000),
-            context: VersionVector([store.replicaID: 1]), ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))])
+            context: VersionVector([store.replicaID: 1]),
+            ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))])
         #expect(try store.apply([ahead]).applied == 1)
-        let mine = try store.write(caseID: opened.caseID, ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("low"))])
+        let mine = try store.write(
+            caseID: opened.caseID, ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("low"))])
         #expect(mine.hlc > ahead.hlc, "a write that has seen another is later than it")
         #expect(try store.openConflicts().isEmpty)
     }
@@ -125,7 +134,8 @@ import Testing
         let directory = StoreApplyTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let history = RandomHistory(seed: UInt64(seed) + 500, steps: 40)
-        let writer = try CaseStore.create(directory: directory, replicaID: StoreApplyTests.reader, schema: RandomHistory.schema)
+        let writer = try CaseStore.create(
+            directory: directory, replicaID: StoreApplyTests.reader, schema: RandomHistory.schema)
         let ordered = history.changes.sorted(by: Change.causalOrder)
         let half = ordered.count / 2
         _ = try writer.apply(Array(ordered[..<half]))
@@ -153,7 +163,8 @@ import Testing
         let tailAfter = try reader.read { db in try LogTail(db).isEmpty }
         #expect(tailAfter, "the write checkpointed the tail")
         #expect(try reader.snapshot(of: history.caseID).fields == expected.fields)
-        #expect(try CaseStore.open(directory: directory, schema: RandomHistory.schema).snapshot(of: history.caseID).fields
-            == expected.fields)
+        #expect(
+            try CaseStore.open(directory: directory, schema: RandomHistory.schema).snapshot(of: history.caseID).fields
+                == expected.fields)
     }
 }

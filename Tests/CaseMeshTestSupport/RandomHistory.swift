@@ -5,7 +5,9 @@ public import CaseMeshModel
 public struct TestRules: MergeRules {
     public init() {}
 
-    public func setSemantics(for field: FieldKey) -> SetSemantics { field.field.hasPrefix("rw") ? .removeWins : .addWins }
+    public func setSemantics(for field: FieldKey) -> SetSemantics {
+        field.field.hasPrefix("rw") ? .removeWins : .addWins
+    }
 }
 
 /// Random concurrent histories of one case among several replicas that edit offline
@@ -68,7 +70,8 @@ public struct RandomHistory {
         case 3: return .remove(Self.sets.randomElement(using: &generator)!, element)
         case 4, 5: return .append(Self.log, "note \(Int.random(in: 0..<100, using: &generator))")
         default:
-            guard case .log(let log)? = documents[replica].fields[Self.log], let target = log.entries.randomElement(using: &generator)
+            guard case .log(let log)? = documents[replica].fields[Self.log],
+                let target = log.entries.randomElement(using: &generator)
             else { return .append(Self.log, "first note") }
             return .redact(Self.log, target.id)
         }
@@ -85,14 +88,16 @@ public struct RandomHistory {
 extension RandomHistory {
     /// A case schema holding exactly the fields random histories write, so the real
     /// store can replay them.
-    public static let schema: CaseSchema = try! CaseSchema(json: Array("""
-        {"schemaVersion": 1, "entities": [{"name": "case", "multiple": false, "fields": [
-          {"name": "r1", "kind": "register", "type": "string"},
-          {"name": "r2", "kind": "register", "type": "string"},
-          {"name": "tags", "kind": "set", "type": "string"},
-          {"name": "rwconsent", "kind": "set", "semantics": "remove-wins", "type": "string"},
-          {"name": "notes", "kind": "log", "type": "text"},
-          {"name": "participants", "kind": "set", "type": "institution"}
-        ]}]}
-        """.utf8))
+    public static let schema: CaseSchema = try! CaseSchema(
+        json: Array(
+            """
+            {"schemaVersion": 1, "entities": [{"name": "case", "multiple": false, "fields": [
+              {"name": "r1", "kind": "register", "type": "string"},
+              {"name": "r2", "kind": "register", "type": "string"},
+              {"name": "tags", "kind": "set", "type": "string"},
+              {"name": "rwconsent", "kind": "set", "semantics": "remove-wins", "type": "string"},
+              {"name": "notes", "kind": "log", "type": "text"},
+              {"name": "participants", "kind": "set", "type": "institution"}
+            ]}]}
+            """.utf8))
 }

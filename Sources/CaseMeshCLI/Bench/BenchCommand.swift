@@ -41,7 +41,8 @@ struct MergeBench: ParsableCommand {
     func run() throws {
         let schema = CaseSchema.bundled
         let workload = try MergeWorkload(
-            cases: cases, fieldCount: fields, updatesPerReplica: updates, replicaCount: replicas, seed: seed, schema: schema)
+            cases: cases, fieldCount: fields, updatesPerReplica: updates, replicaCount: replicas, seed: seed,
+            schema: schema)
         var results: [JSONValue] = []
         if !floor || compare { results.append(try runCaseMesh(workload, schema: schema)) }
         if floor || compare { results.append(try runFloor(workload)) }
@@ -49,7 +50,11 @@ struct MergeBench: ParsableCommand {
         if compare, case .object(let mesh) = results[0], case .object(let raw) = results[1],
             case .double(let meshRate)? = mesh["ops_per_s"], case .double(let rawRate)? = raw["ops_per_s"]
         {
-            emit(JSONValue.object(["bench": .string("merge"), "mode": .string("ratio"), "casemesh_over_floor": .double(meshRate / rawRate)]).text)
+            emit(
+                JSONValue.object([
+                    "bench": .string("merge"), "mode": .string("ratio"),
+                    "casemesh_over_floor": .double(meshRate / rawRate),
+                ]).text)
         }
     }
 
@@ -84,7 +89,8 @@ struct MergeBench: ParsableCommand {
         let report = try CLIError.wrap { try store.apply(remote, batchSize: batch) }
         let seconds = (ContinuousClock.now - start).seconds
         guard report.applied == remote.count, report.rejected.isEmpty else {
-            throw CLIError(message: "benchmark apply went wrong: \(report.applied) applied, \(report.rejected.count) refused")
+            throw CLIError(
+                message: "benchmark apply went wrong: \(report.applied) applied, \(report.rejected.count) refused")
         }
         var result = parameters("casemesh")
         result["merged_ops"] = .number(Int64(report.appliedOperations))
@@ -99,7 +105,8 @@ struct MergeBench: ParsableCommand {
         let directory = try temporaryDirectory("floor")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let floorStore = try FloorStore(path: directory + "/floor.sqlite")
-        try floorStore.seed(cases: workload.caseIDs.count, fields: workload.fields.count, hlc: MergeWorkload.startMillis)
+        try floorStore.seed(
+            cases: workload.caseIDs.count, fields: workload.fields.count, hlc: MergeWorkload.startMillis)
         try floorStore.apply(workload.updates[0], replica: 0, batch: batch)
         var merged = 0
         let start = ContinuousClock.now

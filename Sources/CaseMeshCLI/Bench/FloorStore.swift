@@ -19,13 +19,17 @@ final class FloorStore {
         try execute("PRAGMA journal_mode = WAL")
         try execute("PRAGMA synchronous = FULL")
         try execute("PRAGMA cache_size = -65536")
-        try execute("CREATE TABLE opLog (id INTEGER PRIMARY KEY, caseId INTEGER, field INTEGER, hlc INTEGER, replica INTEGER, value TEXT)")
-        try execute("""
+        try execute(
+            "CREATE TABLE opLog (id INTEGER PRIMARY KEY, caseId INTEGER, field INTEGER, hlc INTEGER, replica INTEGER, value TEXT)"
+        )
+        try execute(
+            """
             CREATE TABLE fieldState (caseId INTEGER, field INTEGER, hlc INTEGER, replica INTEGER, value TEXT,
             PRIMARY KEY (caseId, field)) WITHOUT ROWID
             """)
         insertLog = try prepare("INSERT INTO opLog (caseId, field, hlc, replica, value) VALUES (?, ?, ?, ?, ?)")
-        upsertState = try prepare("""
+        upsertState = try prepare(
+            """
             INSERT INTO fieldState (caseId, field, hlc, replica, value) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (caseId, field) DO UPDATE SET hlc = excluded.hlc, replica = excluded.replica, value = excluded.value
             WHERE (excluded.hlc, excluded.replica) > (fieldState.hlc, fieldState.replica)
@@ -52,7 +56,9 @@ final class FloorStore {
         return statement
     }
 
-    private func step(_ statement: OpaquePointer?, _ caseId: Int, _ field: Int, _ hlc: Int64, _ replica: Int, _ value: String) throws {
+    private func step(
+        _ statement: OpaquePointer?, _ caseId: Int, _ field: Int, _ hlc: Int64, _ replica: Int, _ value: String
+    ) throws {
         sqlite3_bind_int64(statement, 1, Int64(caseId))
         sqlite3_bind_int64(statement, 2, Int64(field))
         sqlite3_bind_int64(statement, 3, hlc)
@@ -60,7 +66,9 @@ final class FloorStore {
         var value = value
         let result = value.withUTF8 { buffer in
             buffer.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(statement, 5, chars.baseAddress, Int32(chars.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+                sqlite3_bind_text(
+                    statement, 5, chars.baseAddress, Int32(chars.count),
+                    unsafeBitCast(-1, to: sqlite3_destructor_type.self))
             }
         }
         guard result == SQLITE_OK, sqlite3_step(statement) == SQLITE_DONE else {

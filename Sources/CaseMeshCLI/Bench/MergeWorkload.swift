@@ -38,7 +38,9 @@ struct MergeWorkload {
         return Array(keys.prefix(count))
     }
 
-    init(cases: Int, fieldCount: Int, updatesPerReplica: Int, replicaCount: Int, seed: UInt64, schema: CaseSchema) throws {
+    init(cases: Int, fieldCount: Int, updatesPerReplica: Int, replicaCount: Int, seed: UInt64, schema: CaseSchema)
+        throws
+    {
         var generator = SeededGenerator(seed: seed)
         fields = try Self.registerFields(schema, count: fieldCount)
         caseIDs = (0..<cases).map { _ in CaseID.random(using: &generator) }
@@ -51,7 +53,8 @@ struct MergeWorkload {
             var ops: [FieldOperation] = [.insert(FieldKey(entity: "case", field: "participants"), "bench.seed")]
             ops += fields.map { .assign($0, .string("init")) }
             return Change(
-                caseID: caseID, origin: try! ReplicaID("bench.seed/node"), seq: 1, hlc: seedClock.tick(wallMillis: wall),
+                caseID: caseID, origin: try! ReplicaID("bench.seed/node"), seq: 1,
+                hlc: seedClock.tick(wallMillis: wall),
                 context: VersionVector(), ops: ops)
         }
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
@@ -65,7 +68,8 @@ struct MergeWorkload {
                 wall += 1
                 let caseIndex = Int.random(in: 0..<cases, using: &generator)
                 let fieldIndex = Int.random(in: 0..<fieldCount, using: &generator)
-                let value = String(decoding: (0..<24).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
+                let value = String(
+                    decoding: (0..<24).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
                 sequences[caseIndex] += 1
                 let seq = sequences[caseIndex]
                 let change = Change(

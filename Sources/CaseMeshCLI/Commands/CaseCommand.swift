@@ -144,7 +144,8 @@ extension CaseCommand {
 
         func run() throws {
             let store = try store.openStore()
-            let op = try FieldInput.checked(.append(FieldKey(entity: "case", field: "notes"), text), schema: store.schema)
+            let op = try FieldInput.checked(
+                .append(FieldKey(entity: "case", field: "notes"), text), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
             report(change, output: output)
         }
@@ -160,7 +161,10 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let snapshot = try CLIError.wrap { try store.snapshot(of: FieldInput.caseID(caseID)) }
-            emit(output.json ? CaseRendering.json(snapshot, schema: store.schema).text : CaseRendering.text(snapshot, schema: store.schema))
+            emit(
+                output.json
+                    ? CaseRendering.json(snapshot, schema: store.schema).text
+                    : CaseRendering.text(snapshot, schema: store.schema))
         }
     }
 
@@ -174,23 +178,28 @@ extension CaseCommand {
             let store = try store.openStore()
             let summaries = try CLIError.wrap { try store.caseSummaries() }
             if output.json {
-                emit(JSONValue.array(summaries.map { summary in
-                    .object([
-                        "case": .string(summary.caseID.rawValue),
-                        "title": summary.title.map(JSONValue.string) ?? .null,
-                        "stage": summary.stage.map(JSONValue.string) ?? .null,
-                        "riskLevel": summary.riskLevel.map(JSONValue.string) ?? .null,
-                        "participants": .array(summary.participants.map(JSONValue.string)),
-                        "openConflicts": .number(Int64(summary.openConflicts)),
-                        "changes": .number(Int64(summary.changeCount)),
-                    ])
-                }).text)
+                emit(
+                    JSONValue.array(
+                        summaries.map { summary in
+                            .object([
+                                "case": .string(summary.caseID.rawValue),
+                                "title": summary.title.map(JSONValue.string) ?? .null,
+                                "stage": summary.stage.map(JSONValue.string) ?? .null,
+                                "riskLevel": summary.riskLevel.map(JSONValue.string) ?? .null,
+                                "participants": .array(summary.participants.map(JSONValue.string)),
+                                "openConflicts": .number(Int64(summary.openConflicts)),
+                                "changes": .number(Int64(summary.changeCount)),
+                            ])
+                        }
+                    ).text)
             } else if summaries.isEmpty {
                 emit("no cases")
             } else {
                 for summary in summaries {
                     let conflicts = summary.openConflicts > 0 ? "  \(summary.openConflicts) conflict(s)" : ""
-                    emit("\(summary.caseID)  \(summary.stage ?? "-")  risk \(summary.riskLevel ?? "-")  \(summary.title ?? "")  [\(summary.participants.joined(separator: ", "))]\(conflicts)")
+                    emit(
+                        "\(summary.caseID)  \(summary.stage ?? "-")  risk \(summary.riskLevel ?? "-")  \(summary.title ?? "")  [\(summary.participants.joined(separator: ", "))]\(conflicts)"
+                    )
                 }
             }
         }
@@ -200,7 +209,8 @@ extension CaseCommand {
 /// Reports a committed local change.
 func report(_ change: Change, output: OutputOptions) {
     if output.json {
-        emit(JSONValue.object(["case": .string(change.caseID.rawValue), "change": .string(change.dot.description)]).text)
+        emit(
+            JSONValue.object(["case": .string(change.caseID.rawValue), "change": .string(change.dot.description)]).text)
     } else {
         emit("recorded \(change.caseID) change \(change.seq)")
     }

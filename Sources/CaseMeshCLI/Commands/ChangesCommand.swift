@@ -38,7 +38,11 @@ extension ChangesCommand {
                 throw CLIError(message: "cannot write \(out): \(error.localizedDescription)")
             }
             if output.json {
-                emit(JSONValue.object(["changes": .number(Int64(changes.count)), "bytes": .number(Int64(bytes.count)), "file": .string(out)]).text)
+                emit(
+                    JSONValue.object([
+                        "changes": .number(Int64(changes.count)), "bytes": .number(Int64(bytes.count)),
+                        "file": .string(out),
+                    ]).text)
             } else {
                 emit("exported \(changes.count) changes (\(bytes.count) bytes) to \(out)")
             }
@@ -84,12 +88,16 @@ extension ChangesCommand {
                 try store.apply(decoded, batchSize: batch) { soFar in
                     guard progress else { return }
                     if output.json {
-                        emit(JSONValue.object([
-                            "durable_applied": .number(Int64(soFar.applied)), "duplicates": .number(Int64(soFar.duplicates)),
-                            "of": .number(Int64(total)),
-                        ]).text)
+                        emit(
+                            JSONValue.object([
+                                "durable_applied": .number(Int64(soFar.applied)),
+                                "duplicates": .number(Int64(soFar.duplicates)),
+                                "of": .number(Int64(total)),
+                            ]).text)
                     } else {
-                        emit("  \(soFar.applied + soFar.duplicates + soFar.rejected.count) of \(total) changes processed")
+                        emit(
+                            "  \(soFar.applied + soFar.duplicates + soFar.rejected.count) of \(total) changes processed"
+                        )
                     }
                 }
             }
@@ -102,9 +110,10 @@ extension ChangesCommand {
                 }
                 emit(json.text)
             } else {
-                emit("imported \(bundle.changes.count) changes from \(bundle.source): \(report.applied) applied, "
-                    + "\(report.duplicates) already held, \(report.deferred) waiting for earlier changes, "
-                    + "\(reasons.count) refused")
+                emit(
+                    "imported \(bundle.changes.count) changes from \(bundle.source): \(report.applied) applied, "
+                        + "\(report.duplicates) already held, \(report.deferred) waiting for earlier changes, "
+                        + "\(reasons.count) refused")
             }
             if let first = reasons.first {
                 throw CLIError(message: "refused \(reasons.count) of \(bundle.changes.count) changes: \(first)")

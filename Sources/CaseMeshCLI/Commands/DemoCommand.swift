@@ -42,14 +42,18 @@ private struct Demo {
             changes: try source.encodedChanges(for: target.replicaID.institution))
         let path = root + "/\(name).cmb"
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
-        let read = try ChangeBundle(decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), expectedSchemaVersion: target.schema.version)
+        let read = try ChangeBundle(
+            decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))),
+            expectedSchemaVersion: target.schema.version)
         let report = try target.apply(read.changes.map { (try Change(decoding: $0), $0) })
-        say("  \(name): \(read.changes.count) changes carried to \(target.replicaID): "
-            + "\(report.applied) applied, \(report.duplicates) already held")
+        say(
+            "  \(name): \(read.changes.count) changes carried to \(target.replicaID): "
+                + "\(report.applied) applied, \(report.duplicates) already held")
     }
 
     func play() throws {
-        let dong = try CaseStore.create(directory: root + "/dong", replicaID: ReplicaID("dongducheon.jungang-dong/server"))
+        let dong = try CaseStore.create(
+            directory: root + "/dong", replicaID: ReplicaID("dongducheon.jungang-dong/server"))
         let senior = try CaseStore.create(
             directory: root + "/senior", replicaID: ReplicaID("dongducheon.senior-welfare/laptop-2"))
         say("Two replicas: \(dong.replicaID) and \(senior.replicaID) (data in \(root))")
@@ -57,31 +61,36 @@ private struct Demo {
         say("\n1. A neighbour reports through the KakaoTalk channel; the dong centre opens a case.")
         var generator = SystemRandomNumberGenerator()
         func key(_ text: String) throws -> FieldKey { try FieldKey(parsing: text) }
-        let opened = try dong.openCase(ops: [
-            .assign(key("title"), .string("Elderly man living alone, no power use for 3 days")),
-            .assign(key("stage"), .string("intake")),
-            .assign(key("riskLevel"), .string("high")),
-            .assign(key("report.channel"), .string("kakao")),
-            .insert(key("report.crisisSignals"), "no-power-use"),
-            .assign(key("household.type"), .string("single-elderly")),
-        ], using: &generator)
+        let opened = try dong.openCase(
+            ops: [
+                .assign(key("title"), .string("Elderly man living alone, no power use for 3 days")),
+                .assign(key("stage"), .string("intake")),
+                .assign(key("riskLevel"), .string("high")),
+                .assign(key("report.channel"), .string("kakao")),
+                .insert(key("report.crisisSignals"), "no-power-use"),
+                .assign(key("household.type"), .string("single-elderly")),
+            ], using: &generator)
         let caseID = opened.caseID
         try dong.write(caseID: caseID, ops: [.insert(key("participants"), "dongducheon.senior-welfare")])
         say("  opened \(caseID); the senior welfare centre joins as a participant")
         try exchange(from: dong, to: senior, name: "dong-to-senior-1")
 
         say("\n2. Both work offline. The dong centre raises the risk; the senior centre's home visit lowers it.")
-        try dong.write(caseID: caseID, ops: [
-            .assign(key("riskLevel"), .string("crisis")),
-            .append(key("notes"), "Emergency welfare (긴급복지) application started."),
-            .assign(key("stage"), .string("assessment")),
-        ])
-        try senior.write(caseID: caseID, ops: [
-            .assign(key("riskLevel"), .string("medium")),
-            .append(key("notes"), "Home visit: he was in hospital for 3 days, now back; meals are the need."),
-            .insert(key("report.crisisSignals"), "food-insecurity"),
-            .insert(key("tags"), "meal-delivery"),
-        ])
+        try dong.write(
+            caseID: caseID,
+            ops: [
+                .assign(key("riskLevel"), .string("crisis")),
+                .append(key("notes"), "Emergency welfare (긴급복지) application started."),
+                .assign(key("stage"), .string("assessment")),
+            ])
+        try senior.write(
+            caseID: caseID,
+            ops: [
+                .assign(key("riskLevel"), .string("medium")),
+                .append(key("notes"), "Home visit: he was in hospital for 3 days, now back; meals are the need."),
+                .insert(key("report.crisisSignals"), "food-insecurity"),
+                .insert(key("tags"), "meal-delivery"),
+            ])
 
         say("\n3. Back in touch: bundles go both ways, twice (duplicates are harmless).")
         for round in 1...2 {
@@ -92,7 +101,8 @@ private struct Demo {
         let seniorView = try senior.snapshot(of: caseID)
         say("\n4. The merged case, as the dong centre sees it:")
         say(CaseRendering.text(dongView, schema: dong.schema))
-        let same = CaseRendering.json(dongView, schema: dong.schema) == CaseRendering.json(seniorView, schema: senior.schema)
+        let same =
+            CaseRendering.json(dongView, schema: dong.schema) == CaseRendering.json(seniorView, schema: senior.schema)
         say("  the senior centre's replica is \(same ? "identical" : "DIFFERENT")")
         for conflict in try senior.openConflicts() {
             let values = conflict.siblings.map { "'\($0.value)' by \($0.dot.origin)" }.joined(separator: " vs ")
@@ -104,8 +114,10 @@ private struct Demo {
         try exchange(from: dong, to: senior, name: "dong-to-senior-resolution")
         let finalSenior = try senior.snapshot(of: caseID)
         let finalDong = try dong.snapshot(of: caseID)
-        say("  open conflicts now: dong \(try dong.openConflicts().count), senior \(try senior.openConflicts().count); "
-            + "riskLevel on both: \(Self.register(finalDong, "riskLevel")) / \(Self.register(finalSenior, "riskLevel"))")
+        say(
+            "  open conflicts now: dong \(try dong.openConflicts().count), senior \(try senior.openConflicts().count); "
+                + "riskLevel on both: \(Self.register(finalDong, "riskLevel")) / \(Self.register(finalSenior, "riskLevel"))"
+        )
         if json { say(CaseRendering.json(finalSenior, schema: senior.schema).text) }
         guard finalDong == finalSenior else { throw CLIError(message: "the replicas did not converge") }
         say("\nBoth replicas hold the same case.")

@@ -20,7 +20,10 @@ enum CaseRendering {
     }
 
     static func siblings(_ siblings: [RegisterState.Sibling]) -> JSONValue {
-        .array(siblings.map { .object(["value": value($0.value), "by": .string($0.dot.origin.rawValue), "at": .string(time($0.hlc))]) })
+        .array(
+            siblings.map {
+                .object(["value": value($0.value), "by": .string($0.dot.origin.rawValue), "at": .string(time($0.hlc))])
+            })
     }
 
     /// The case as JSON: fields grouped by entity instance, conflicts listed apart.
@@ -34,14 +37,19 @@ enum CaseRendering {
             case .register(let register):
                 rendered = register.value.map(value) ?? .null
                 if register.isConflict {
-                    conflicts.append(.object(["field": .string(key.description), "values": siblings(register.siblings)]))
+                    conflicts.append(
+                        .object(["field": .string(key.description), "values": siblings(register.siblings)]))
                 }
             case .set(let set):
                 rendered = .array(set.elements(schema.setSemantics(for: key)).map(JSONValue.string))
             case .log(let log):
-                rendered = .array(log.visibleEntries.map {
-                    .object(["at": .string(time($0.hlc)), "by": .string($0.id.dot.origin.rawValue), "text": .string($0.text)])
-                })
+                rendered = .array(
+                    log.visibleEntries.map {
+                        .object([
+                            "at": .string(time($0.hlc)), "by": .string($0.id.dot.origin.rawValue),
+                            "text": .string($0.text),
+                        ])
+                    })
             }
             entities[entityKey, default: [:]][key.field] = rendered
         }
@@ -50,16 +58,20 @@ enum CaseRendering {
             "case": .string(snapshot.caseID.rawValue),
             "entities": .object(entities.mapValues { .object($0) }),
             "conflicts": .array(conflicts),
-            "version": .object(Dictionary(uniqueKeysWithValues: snapshot.version.sortedEntries.map {
-                ($0.origin.rawValue, JSONValue.number(Int64($0.seq)))
-            })),
+            "version": .object(
+                Dictionary(
+                    uniqueKeysWithValues: snapshot.version.sortedEntries.map {
+                        ($0.origin.rawValue, JSONValue.number(Int64($0.seq)))
+                    })),
         ])
     }
 
     /// The case as text for a case worker.
     static func text(_ snapshot: CaseSnapshot, schema: CaseSchema) -> String {
         var lines = ["Case \(snapshot.caseID)"]
-        let grouped = Dictionary(grouping: snapshot.fields.keys) { $0.instance.isEmpty ? $0.entity : "\($0.entity)#\($0.instance)" }
+        let grouped = Dictionary(grouping: snapshot.fields.keys) {
+            $0.instance.isEmpty ? $0.entity : "\($0.entity)#\($0.instance)"
+        }
         let order = ["case", "report", "household"]
         let entityKeys = grouped.keys.sorted { lhs, rhs in
             let left = order.firstIndex(of: lhs) ?? order.count
@@ -74,12 +86,15 @@ enum CaseRendering {
                     let shown = register.value?.description ?? ""
                     if register.isConflict {
                         let others = register.siblings.dropFirst().map { "\($0.value) (\($0.dot.origin))" }
-                        lines.append("    \(key.field): \(shown) (\(register.siblings[0].dot.origin))  CONFLICT with \(others.joined(separator: ", "))")
+                        lines.append(
+                            "    \(key.field): \(shown) (\(register.siblings[0].dot.origin))  CONFLICT with \(others.joined(separator: ", "))"
+                        )
                     } else {
                         lines.append("    \(key.field): \(shown)")
                     }
                 case .set(let set):
-                    lines.append("    \(key.field): \(set.elements(schema.setSemantics(for: key)).joined(separator: ", "))")
+                    lines.append(
+                        "    \(key.field): \(set.elements(schema.setSemantics(for: key)).joined(separator: ", "))")
                 case .log(let log):
                     lines.append("    \(key.field):")
                     for entry in log.visibleEntries {
@@ -93,7 +108,10 @@ enum CaseRendering {
     }
 
     static func json(_ conflict: ConflictSummary) -> JSONValue {
-        .object(["case": .string(conflict.caseID.rawValue), "field": .string(conflict.field.description), "values": siblings(conflict.siblings)])
+        .object([
+            "case": .string(conflict.caseID.rawValue), "field": .string(conflict.field.description),
+            "values": siblings(conflict.siblings),
+        ])
     }
 
     static func json(_ report: ApplyReport) -> JSONValue {
@@ -101,9 +119,13 @@ enum CaseRendering {
             "applied": .number(Int64(report.applied)),
             "duplicates": .number(Int64(report.duplicates)),
             "pending": .number(Int64(report.deferred)),
-            "rejected": .array(report.rejected.map {
-                .object(["case": .string($0.caseID.rawValue), "change": .string($0.dot.description), "reason": .string($0.reason)])
-            }),
+            "rejected": .array(
+                report.rejected.map {
+                    .object([
+                        "case": .string($0.caseID.rawValue), "change": .string($0.dot.description),
+                        "reason": .string($0.reason),
+                    ])
+                }),
         ])
     }
 }

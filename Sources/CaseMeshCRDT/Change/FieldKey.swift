@@ -41,8 +41,9 @@ public struct FieldKey: Hashable, Comparable, Sendable, CustomStringConvertible 
         let hashParts = entityPart.split(separator: "#", omittingEmptySubsequences: false)
         guard hashParts.count <= 2 else { throw fail() }
         let instance = hashParts.count == 2 ? hashParts[1] : ""
-        guard Self.isName(hashParts[0]), Self.isName(fieldPart), instance.isEmpty && hashParts.count == 1
-            || Self.isInstance(instance)
+        guard Self.isName(hashParts[0]), Self.isName(fieldPart),
+            instance.isEmpty && hashParts.count == 1
+                || Self.isInstance(instance)
         else { throw fail() }
         entity = String(hashParts[0])
         self.instance = String(instance)
@@ -69,7 +70,8 @@ public struct FieldKey: Hashable, Comparable, Sendable, CustomStringConvertible 
         guard let first = text.utf8.first, text.utf8.count <= 64, first >= UInt8(ascii: "a"), first <= UInt8(ascii: "z")
         else { return false }
         return text.utf8.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
         }
     }
@@ -77,7 +79,8 @@ public struct FieldKey: Hashable, Comparable, Sendable, CustomStringConvertible 
     static func isInstance(_ text: Substring) -> Bool {
         guard !text.isEmpty, text.utf8.count <= 64 else { return false }
         return text.utf8.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
                 || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
         }
     }

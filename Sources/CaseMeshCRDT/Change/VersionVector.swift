@@ -12,7 +12,9 @@ public struct VersionVector: Hashable, Sendable, CustomStringConvertible {
     public private(set) var sortedEntries: [(origin: ReplicaID, seq: UInt64)]
 
     public init(_ entries: [ReplicaID: UInt64] = [:]) {
-        sortedEntries = entries.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { (origin: $0.key, seq: $0.value) }
+        sortedEntries = entries.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map {
+            (origin: $0.key, seq: $0.value)
+        }
     }
 
     /// The highest sequence held from `origin` (0 when none).

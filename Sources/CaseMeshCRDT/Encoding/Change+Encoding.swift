@@ -78,7 +78,8 @@ extension Change {
         ops.reserveCapacity(opCount)
         for _ in 0..<opCount { ops.append(try FieldOperation(from: &reader)) }
         self.init(
-            caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: physical, logical: UInt32(logicalRaw)),
+            caseID: caseID, origin: origin, seq: seq,
+            hlc: HybridTimestamp(physical: physical, logical: UInt32(logicalRaw)),
             context: context, ops: ops)
         try validateStructure()
     }

@@ -14,5 +14,7 @@ public struct ReplicaNameCoder: ReplicaCoder {
 
     public func write(_ replica: ReplicaID, into writer: inout BinaryWriter) { writer.writeString(replica.rawValue) }
 
-    public func read(from reader: inout BinaryReader) throws(CRDTError) -> ReplicaID { try ReplicaID(reader.readString()) }
+    public func read(from reader: inout BinaryReader) throws(CRDTError) -> ReplicaID {
+        try ReplicaID(reader.readString())
+    }
 }

@@ -48,13 +48,15 @@ final class ApplySession {
         clock = HybridLogicalClock(
             latest: HybridTimestamp(physical: UInt64(physical), logical: UInt32(logical)),
             maximumDriftMillis: maximumDriftMillis)
-        nextArrival = try Int64.fetchOne(
-            db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
+        nextArrival =
+            try Int64.fetchOne(
+                db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
         selectState = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
         upsertState = try RawStatement(
             db,
             "INSERT INTO fieldState (caseRef, fieldRef, conflicted, state) VALUES (?, ?, ?, ?) "
-                + "ON CONFLICT (caseRef, fieldRef) DO UPDATE SET conflicted = excluded.conflicted, state = excluded.state")
+                + "ON CONFLICT (caseRef, fieldRef) DO UPDATE SET conflicted = excluded.conflicted, state = excluded.state"
+        )
         updateVersion = try RawStatement(db, "UPDATE caseRecord SET version = ? WHERE id = ?")
         if !cache.tailReplayed {
             try replayTail()
@@ -123,7 +125,9 @@ final class ApplySession {
         if let ref = cache.fieldRefs[key] { return ref }
         let name = key.storageKey
         let ref: Int64
-        if let existing = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM fieldName WHERE name = ?"), arguments: [name]) {
+        if let existing = try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT id FROM fieldName WHERE name = ?"), arguments: [name])
+        {
             ref = existing
         } else {
             try db.cachedStatement(sql: "INSERT INTO fieldName (name) VALUES (?)").execute(arguments: [name])
@@ -135,7 +139,9 @@ final class ApplySession {
 
     func replicaName(_ ref: Int64) throws -> ReplicaID {
         if let name = cache.replicaNames[ref] { return name }
-        guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM replica WHERE id = ?"), arguments: [ref])
+        guard
+            let text = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT name FROM replica WHERE id = ?"), arguments: [ref])
         else { throw StoreError(code: .corrupt, message: "version vector names unknown replica \(ref)") }
         let name = try ReplicaID(text)
         cache.replicaNames[ref] = name
@@ -219,8 +225,10 @@ final class ApplySession {
             return
         }
         guard held[change.origin] == change.seq - 1, held.includes(change.context) else {
-            try db.cachedStatement(sql: "INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)")
-                .execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)"
+            )
+            .execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
             deferredAny = true
             return
         }
@@ -237,9 +245,12 @@ final class ApplySession {
             guard anyPending else { return }
         }
         let select = try db.cachedStatement(sql: "SELECT body FROM pendingChange WHERE caseKey = ?")
-        let delete = try db.cachedStatement(sql: "DELETE FROM pendingChange WHERE caseKey = ? AND origin = ? AND seq = ?")
+        let delete = try db.cachedStatement(
+            sql: "DELETE FROM pendingChange WHERE caseKey = ? AND origin = ? AND seq = ?")
         for caseRef in touchedCases.sorted() {
-            guard let caseKey = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+            guard
+                let caseKey = try String.fetchOne(
+                    db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
             else { continue }
             let caseID = try CaseID(caseKey)
             var waiting: [(change: Change, body: [UInt8])] = []
@@ -253,10 +264,12 @@ final class ApplySession {
             while progressed {
                 progressed = false
                 let held = try version(ofCase: caseRef)
-                guard let index = waiting.firstIndex(where: { item in
-                    held.contains(item.change.dot)
-                        || (held[item.change.origin] == item.change.seq - 1 && held.includes(item.change.context))
-                }) else { break }
+                guard
+                    let index = waiting.firstIndex(where: { item in
+                        held.contains(item.change.dot)
+                            || (held[item.change.origin] == item.change.seq - 1 && held.includes(item.change.context))
+                    })
+                else { break }
                 let (change, body) = waiting.remove(at: index)
                 if !held.contains(change.dot) {
                     try apply(change, body: body, caseRef: caseRef)
@@ -302,7 +315,8 @@ final class ApplySession {
             if cache.states[key] == nil { cache.states[key] = try state(key) ?? .empty(for: op) }
             guard cache.states[key]?.accepts(op) == true else {
                 throw StoreError(
-                    code: .corrupt, message: "change \(change.caseID) \(change.dot) does not fit stored field \(op.field)")
+                    code: .corrupt,
+                    message: "change \(change.caseID) \(change.dot) does not fit stored field \(op.field)")
             }
             keys.append(key)
         }

@@ -27,7 +27,8 @@ struct LogTail {
 
     /// Reads the tail in the current transaction.
     init(_ db: Database) throws {
-        checkpointArrival = try Int64.fetchOne(db, sql: "SELECT checkpointArrival FROM replicaInfo WHERE singleton = 1") ?? 1
+        checkpointArrival =
+            try Int64.fetchOne(db, sql: "SELECT checkpointArrival FROM replicaInfo WHERE singleton = 1") ?? 1
         let segments = try Row.fetchAll(
             db,
             sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival + changeCount > ? ORDER BY id",

@@ -17,7 +17,9 @@ final class RawStatement {
     private var bindIndex: Int32 = 0
 
     init(_ db: Database, _ sql: String) throws {
-        guard let connection = db.sqliteConnection else { throw StoreError(code: .database, message: "database is closed") }
+        guard let connection = db.sqliteConnection else {
+            throw StoreError(code: .database, message: "database is closed")
+        }
         self.connection = connection
         let code = sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard code == SQLITE_OK else { throw failure(code) }
