@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "CaseMeshCRDT", targets: ["CaseMeshCRDT"]),
         .library(name: "CaseMeshModel", targets: ["CaseMeshModel"]),
         .library(name: "CaseMeshStore", targets: ["CaseMeshStore"]),
+        .library(name: "CaseMeshSync", targets: ["CaseMeshSync"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
@@ -39,6 +40,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.embedInCode("Resources/0001-initial.sql")],
+            swiftSettings: strictSettings
+        ),
+        .target(name: "CaseMeshSync", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
+        .target(
+            name: "CaseMeshNode",
+            dependencies: ["CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -66,6 +73,11 @@ let package = Package(
         .testTarget(
             name: "CaseMeshStoreTests",
             dependencies: ["CaseMeshStore", "CaseMeshTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CaseMeshSyncTests",
+            dependencies: ["CaseMeshSync", "CaseMeshNode", "CaseMeshStore", "CaseMeshTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

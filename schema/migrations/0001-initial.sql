@@ -17,7 +17,10 @@ CREATE TABLE replicaInfo (
     clockPhysical      INTEGER NOT NULL,
     clockLogical       INTEGER NOT NULL,
     createdAt          INTEGER NOT NULL,
-    checkpointArrival  INTEGER NOT NULL DEFAULT 1
+    checkpointArrival  INTEGER NOT NULL DEFAULT 1,
+    -- Names this change log: a peer's cursor into it is only meaningful for the
+    -- same log (a store restored from an older backup gets a new identity).
+    logIdentity        TEXT    NOT NULL DEFAULT (lower(hex(randomblob(16))))
 );
 
 -- Interned replica IDs (origins of changes).
@@ -53,6 +56,7 @@ CREATE TABLE changeSegment (
     changeCount   INTEGER NOT NULL,
     body          BLOB    NOT NULL
 );
+CREATE INDEX changeSegmentByArrival ON changeSegment (firstArrival);
 
 -- Materialized merged state of every written field: the FieldState encoding with
 -- replica IDs written as replica.id varints. conflicted = 1 for a register holding
@@ -73,4 +77,17 @@ CREATE TABLE pendingChange (
     seq         INTEGER NOT NULL,
     body        BLOB    NOT NULL,
     PRIMARY KEY (caseKey, origin, seq)
+) WITHOUT ROWID;
+
+-- What this node knows of each peer it syncs with: how far it has pulled the
+-- peer's change log (durable together with the changes it pulled), and how the
+-- last attempts went.
+CREATE TABLE peerState (
+    peer            TEXT    PRIMARY KEY,
+    logIdentity     TEXT    NOT NULL DEFAULT '',
+    pullCursor      INTEGER NOT NULL DEFAULT 1,
+    lastSuccessAt   INTEGER,
+    lastAttemptAt   INTEGER,
+    lastError       TEXT,
+    changesPulled   INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;

@@ -20,7 +20,8 @@ public struct BinaryReader: ~Copyable {
 
     public var remainingCount: Int { end - offset }
 
-    func failure(_ what: String) -> CRDTError {
+    /// A `malformedEncoding` error naming the current offset.
+    public func failure(_ what: String) -> CRDTError {
         CRDTError(code: .malformedEncoding, message: "malformed encoding at byte \(offset): \(what)")
     }
 

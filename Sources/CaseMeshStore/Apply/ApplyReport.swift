@@ -23,6 +23,8 @@ public struct ApplyReport: Hashable, Sendable {
     public var deferred = 0
     /// Changes refused (schema, clock, structure); the rest of the batch still applies.
     public var rejected: [Rejection] = []
+    /// Reasons for received bytes that did not decode as a change at all.
+    public var undecodable: [String] = []
     /// The operations of the applied changes.
     public var appliedOperations = 0
 
@@ -33,6 +35,7 @@ public struct ApplyReport: Hashable, Sendable {
         duplicates += other.duplicates
         deferred = other.deferred
         rejected += other.rejected
+        undecodable += other.undecodable
         appliedOperations += other.appliedOperations
     }
 }

@@ -17,6 +17,8 @@ final class ApplySession {
     typealias StateKey = StoreCache.StateKey
 
     private let db: Database
+    /// The transaction's connection, for writes that belong with the batch.
+    var database: Database { db }
     private let schema: CaseSchema
     private let wallMillis: UInt64
     private let cache: StoreCache

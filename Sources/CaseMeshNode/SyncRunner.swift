@@ -1,0 +1,95 @@
+public import CaseMeshCRDT
+public import CaseMeshStore
+public import CaseMeshSync
+
+/// Runs one sync session against the local store over any message transport:
+/// performs the ``SyncSession``'s actions (send, read a page of the log, apply a
+/// pulled batch durably) until it finishes or fails.
+///
+/// The transport is two things: the messages arriving from the peer, in order, and
+/// a way to send one. The mutual-TLS connection is one such transport; the tests'
+/// in-memory pipe is another.
+public struct SyncRunner: Sendable {
+    public let store: CaseStore
+    /// Pages in flight before the server waits for an ack.
+    public var window = 2
+    /// A page's soft bounds.
+    public var pageChanges = 4096
+    public var pageBytes = 1 << 20
+
+    public init(store: CaseStore) {
+        self.store = store
+    }
+
+    /// What one run did.
+    public struct Outcome: Sendable {
+        public var summary: SyncSummary
+        public var error: SyncError?
+        /// Changes the peer sent that were refused (schema, clock, bytes).
+        public var refused: [String]
+    }
+
+    /// Runs a session with `peer` (as its certificate names it) to its end.
+    ///
+    /// - Parameters:
+    ///   - inbound: the peer's messages; its end means the connection closed.
+    ///   - send: sends one message to the peer.
+    public func run<Inbound: AsyncSequence & Sendable>(
+        peer: ReplicaID, inbound: Inbound, send: @Sendable (SyncMessage) async throws -> Void
+    ) async -> Outcome where Inbound.Element == SyncMessage {
+        var refused: [String] = []
+        var session: SyncSession
+        do {
+            let cursor = try store.pullCursor(for: peer)
+            session = SyncSession(
+                configuration: .init(schemaVersion: UInt64(store.schema.version), window: window),
+                local: .init(replica: store.replicaID, logIdentity: try store.logIdentity()), peer: peer,
+                pullFrom: .init(logIdentity: cursor.logIdentity, cursor: cursor.cursor))
+        } catch {
+            return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
+        }
+        var actions = session.start()
+        var iterator = inbound.makeAsyncIterator()
+        while true {
+            while !actions.isEmpty {
+                let action = actions.removeFirst()
+                do {
+                    switch action {
+                    case .send(let message):
+                        try await send(message)
+                    case .loadPage(let cursor):
+                        let page = try store.logPage(
+                            from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes)
+                        actions += session.pageLoaded(
+                            .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
+                    case .applyBatch(let batch):
+                        let report = try store.applyPulled(
+                            batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
+                            checkpoint: batch.isFinal)
+                        refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
+                        actions += session.batchApplied(report.applied)
+                    case .finish(let summary):
+                        try? store.recordSyncOutcome(peer: peer, error: nil)
+                        return Outcome(summary: summary, error: nil, refused: refused)
+                    case .fail(let error):
+                        try? store.recordSyncOutcome(peer: peer, error: error.description)
+                        return Outcome(summary: session.summary, error: error, refused: refused)
+                    }
+                } catch let error as StoreError {
+                    actions = session.connectionLost("local store: \(error.message)")
+                } catch {
+                    actions = session.connectionLost("\(error)")
+                }
+            }
+            do {
+                guard let message = try await iterator.next() else {
+                    actions = session.connectionLost("the peer closed the connection")
+                    continue
+                }
+                actions = session.receive(message)
+            } catch {
+                actions = session.connectionLost("\(error)")
+            }
+        }
+    }
+}

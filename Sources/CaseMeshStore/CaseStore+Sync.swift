@@ -1,0 +1,263 @@
+public import CaseMeshCRDT
+import CaseMeshModel
+import Foundation
+import GRDB
+
+/// A page of the change log read for one peer.
+public struct LogPage: Hashable, Sendable {
+    /// Canonical encodings, in arrival order.
+    public var changes: [[UInt8]]
+    /// The arrival number the next page starts from.
+    public var nextCursor: UInt64
+    /// Whether the page reaches the end of the log.
+    public var isFinal: Bool
+}
+
+/// What this node knows of one peer.
+public struct PeerState: Hashable, Sendable {
+    public var peer: ReplicaID
+    public var logIdentity: String
+    public var pullCursor: UInt64
+    public var lastSuccessAtMillis: UInt64?
+    public var lastAttemptAtMillis: UInt64?
+    public var lastError: String?
+    public var changesPulled: UInt64
+}
+
+extension CaseStore {
+    /// The identity of this store's change log, which peers' cursors refer to.
+    public func logIdentity() throws(StoreError) -> String {
+        try read { db in try String.fetchOne(db, sql: "SELECT logIdentity FROM replicaInfo WHERE singleton = 1") ?? "" }
+    }
+
+    /// The arrival number the next change will get: the end of the log.
+    public func logEnd() throws(StoreError) -> UInt64 {
+        try read { db in
+            UInt64(
+                try Int64.fetchOne(
+                    db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1")
+                    ?? 1)
+        }
+    }
+
+    /// Reads the changes from arrival `cursor` on that `institution` may receive.
+    ///
+    /// A change goes to an institution only if the institution is among its case's
+    /// participants now. When a change in the page adds the institution to a case's
+    /// participants, the case's earlier history (before `cursor`) comes first, so a
+    /// new participant receives everything (the receiver skips what it already holds).
+    ///
+    /// - Parameters:
+    ///   - cursor: the first arrival number wanted (1 for the whole log).
+    ///   - institution: the receiving institution, from its certificate.
+    ///   - maxChanges: a soft bound on the page (a newly shared case's history may exceed it).
+    ///   - maxBytes: likewise, in encoded bytes.
+    public func logPage(
+        from cursor: UInt64, for institution: InstitutionID, maxChanges: Int = 4096, maxBytes: Int = 1 << 20
+    ) throws(StoreError) -> LogPage {
+        let schema = schema
+        return try read { db in
+            var reader = try LogPageReader(db: db, schema: schema, institution: institution)
+            return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
+        }
+    }
+
+    /// Where this node's pull of `peer`'s log resumes.
+    public func pullCursor(for peer: ReplicaID) throws(StoreError) -> (logIdentity: String, cursor: UInt64) {
+        try read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT logIdentity, pullCursor FROM peerState WHERE peer = ?", arguments: [peer.rawValue])
+            else { return ("", 1) }
+            return (row[0], UInt64(max(1, row[1] as Int64)))
+        }
+    }
+
+    /// Applies a batch pulled from `peer` and records the new pull cursor in the same
+    /// transaction, so an interrupted sync resumes exactly after the last durable batch.
+    ///
+    /// - Parameters:
+    ///   - checkpoint: whether to write out materialized state now (the last batch of a
+    ///     sync) or leave it to a later checkpoint (the log's tail is replayed meanwhile).
+    /// - Returns: what happened to the changes; undecodable ones are in `rejected`.
+    public func applyPulled(
+        _ encoded: [[UInt8]], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool
+    ) throws(StoreError) -> ApplyReport {
+        var decodedChanges: [(change: Change, body: [UInt8])] = []
+        var undecodable: [String] = []
+        decodedChanges.reserveCapacity(encoded.count)
+        for bytes in encoded {
+            do {
+                decodedChanges.append((try Change(decoding: bytes), bytes))
+            } catch {
+                undecodable.append(error.message)
+            }
+        }
+        let decoded = decodedChanges
+        let order = decoded.indices.sorted { Change.causalOrder(decoded[$0].change, decoded[$1].change) }
+        let now = clock.nowMillis()
+        let peerName = peer.rawValue
+        let pulled = Int64(encoded.count)
+        var report = try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
+            var report = ApplyReport()
+            for index in order {
+                try session.receive(decoded[index].change, body: decoded[index].body, report: &report)
+            }
+            try session.drainPending(report: &report)
+            try session.database.execute(
+                sql: """
+                    INSERT INTO peerState (peer, logIdentity, pullCursor, lastAttemptAt, changesPulled) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (peer) DO UPDATE SET logIdentity = excluded.logIdentity, pullCursor = excluded.pullCursor,
+                    lastAttemptAt = excluded.lastAttemptAt, changesPulled = peerState.changesPulled + excluded.changesPulled
+                    """,
+                arguments: [peerName, logIdentity, Int64(nextCursor), Int64(now), pulled])
+            return report
+        }
+        report.undecodable += undecodable
+        return report
+    }
+
+    /// Records how a sync attempt with `peer` ended.
+    public func recordSyncOutcome(peer: ReplicaID, error: String?) throws(StoreError) {
+        let now = Int64(clock.nowMillis())
+        let peerName = peer.rawValue
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO peerState (peer, lastAttemptAt, lastSuccessAt, lastError) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (peer) DO UPDATE SET lastAttemptAt = excluded.lastAttemptAt,
+                    lastSuccessAt = coalesce(excluded.lastSuccessAt, peerState.lastSuccessAt), lastError = excluded.lastError
+                    """,
+                arguments: [peerName, now, error == nil ? now : nil, error])
+        }
+    }
+
+    /// What this node knows of every peer it has synced with.
+    public func peerStates() throws(StoreError) -> [PeerState] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM peerState ORDER BY peer").map { row in
+                PeerState(
+                    peer: try ReplicaID(row["peer"] as String), logIdentity: row["logIdentity"],
+                    pullCursor: UInt64(max(1, row["pullCursor"] as Int64)),
+                    lastSuccessAtMillis: (row["lastSuccessAt"] as Int64?).map { UInt64($0) },
+                    lastAttemptAtMillis: (row["lastAttemptAt"] as Int64?).map { UInt64($0) },
+                    lastError: row["lastError"], changesPulled: UInt64(row["changesPulled"] as Int64))
+            }
+        }
+    }
+}
+
+/// Reads pages of the change log for one institution (see ``CaseStore/logPage(from:for:maxChanges:maxBytes:)``).
+struct LogPageReader {
+    let db: Database
+    let schema: CaseSchema
+    let institution: InstitutionID
+    let tail: LogTail
+    let coder: ReplicaTableCoder
+    private var caseKeys: [Int64: String] = [:]
+    private var entitled: [Int64: Bool] = [:]
+    private let participants = FieldKey(entity: "case", field: "participants")
+
+    init(db: Database, schema: CaseSchema, institution: InstitutionID) throws {
+        self.db = db
+        self.schema = schema
+        self.institution = institution
+        tail = try LogTail(db)
+        coder = try ReplicaTableCoder(db)
+    }
+
+    private mutating func caseKey(_ caseRef: Int64) throws -> String {
+        if let key = caseKeys[caseRef] { return key }
+        guard
+            let key = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+        else { throw StoreError(code: .corrupt, message: "the change log names an unknown case") }
+        caseKeys[caseRef] = key
+        return key
+    }
+
+    /// Whether the institution is among the case's participants now.
+    private mutating func isEntitled(_ caseRef: Int64) throws -> Bool {
+        if let known = entitled[caseRef] { return known }
+        let snapshot = try CaseStore.snapshot(db, caseID: CaseID(caseKey(caseRef)), tail: tail, schema: schema)
+        var answer = false
+        if case .set(let set)? = snapshot.fields[participants] {
+            answer = set.contains(institution.rawValue, schema.setSemantics(for: participants))
+        }
+        entitled[caseRef] = answer
+        return answer
+    }
+
+    private mutating func canonical(_ entry: ChangeLogSegment.Entry) throws -> [UInt8] {
+        guard let origin = coder.names[entry.replicaRef] else {
+            throw StoreError(code: .corrupt, message: "the change log names an unknown replica")
+        }
+        return Change.encoded(caseID: try caseKey(entry.caseRef), origin: origin.rawValue, rest: entry.rest)
+    }
+
+    /// Every change of a case that arrived before `arrival`.
+    private mutating func history(ofCase caseRef: Int64, before arrival: UInt64) throws -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        let segments = try Row.fetchCursor(
+            db, sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival < ? ORDER BY id",
+            arguments: [Int64(arrival)])
+        while let row = try segments.next() {
+            var position = UInt64(row[0] as Int64)
+            for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
+                defer { position += 1 }
+                if entry.caseRef == caseRef && position < arrival { result.append(try canonical(entry)) }
+            }
+        }
+        return result
+    }
+
+    mutating func page(from cursor: UInt64, maxChanges: Int, maxBytes: Int) throws -> LogPage {
+        let start = max(1, cursor)
+        let firstSegment =
+            try Int64.fetchOne(
+                db, sql: "SELECT id FROM changeSegment WHERE firstArrival <= ? ORDER BY firstArrival DESC LIMIT 1",
+                arguments: [Int64(start)]) ?? 0
+        let segments = try Row.fetchCursor(
+            db, sql: "SELECT firstArrival, body FROM changeSegment WHERE id >= ? ORDER BY id", arguments: [firstSegment]
+        )
+        var changes: [[UInt8]] = []
+        var bytes = 0
+        var next = start
+        var sharedNow: Set<Int64> = []
+        while let row = try segments.next() {
+            var position = UInt64(row[0] as Int64)
+            let entries = try ChangeLogSegment.entries(of: [UInt8](row[1] as Data))
+            for entry in entries {
+                defer { position += 1 }
+                guard position >= start else { continue }
+                if changes.count >= maxChanges || bytes >= maxBytes {
+                    return LogPage(changes: changes, nextCursor: next, isFinal: false)
+                }
+                next = position + 1
+                guard try isEntitled(entry.caseRef) else { continue }
+                let encoded = try canonical(entry)
+                if !sharedNow.contains(entry.caseRef), try addsInstitution(encoded) {
+                    // The institution joins the case here: the case's history from before
+                    // this pull goes first (what came after the cursor is in the page anyway).
+                    sharedNow.insert(entry.caseRef)
+                    for earlier in try history(ofCase: entry.caseRef, before: start) {
+                        bytes += earlier.count
+                        changes.append(earlier)
+                    }
+                }
+                bytes += encoded.count
+                changes.append(encoded)
+            }
+        }
+        return LogPage(changes: changes, nextCursor: next, isFinal: true)
+    }
+
+    private func addsInstitution(_ encoded: [UInt8]) throws -> Bool {
+        let change = try Change(decoding: encoded)
+        return change.ops.contains { op in
+            if case .insert(let field, let element) = op {
+                return field == participants && element == institution.rawValue
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import CaseMeshCRDT
+import CaseMeshNode
+import CaseMeshStore
+import CaseMeshSync
+import Foundation
+import Testing
+
+/// Two real stores synced by the real session logic over an in-memory pipe.
+@Suite struct InMemorySyncTests {
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func next() -> Int {
+            lock.lock()
+            defer { lock.unlock() }
+            value += 1
+            return value
+        }
+    }
+
+    /// Runs a session between `a` and `b`; with `cutAfter`, the pipe breaks after
+    /// that many messages from `a`.
+    static func sync(
+        _ a: CaseStore, _ b: CaseStore, pageChanges: Int = 4096, cutAfter: Int? = nil
+    ) async -> (SyncRunner.Outcome, SyncRunner.Outcome) {
+        let (toB, toBContinuation) = AsyncStream.makeStream(of: SyncMessage.self)
+        let (toA, toAContinuation) = AsyncStream.makeStream(of: SyncMessage.self)
+        var runnerA = SyncRunner(store: a)
+        runnerA.pageChanges = pageChanges
+        var runnerB = SyncRunner(store: b)
+        runnerB.pageChanges = pageChanges
+        let sentByA = Counter()
+        async let outcomeA = runnerA.run(peer: b.replicaID, inbound: toA) { message in
+            if let cutAfter, sentByA.next() > cutAfter {
+                toBContinuation.finish()
+                toAContinuation.finish()
+                return
+            }
+            toBContinuation.yield(message)
+        }
+        async let outcomeB = runnerB.run(peer: a.replicaID, inbound: toB) { message in toAContinuation.yield(message) }
+        let results = await (outcomeA, outcomeB)
+        toAContinuation.finish()
+        toBContinuation.finish()
+        return results
+    }
+
+    static func store(_ replica: String) throws -> CaseStore {
+        try CaseStore.inMemory(replicaID: ReplicaID(replica))
+    }
+
+    static func key(_ text: String) -> FieldKey { try! FieldKey(parsing: text) }
+
+    @Test func participantsConvergeAndConflictsSurfaceOnBoth() async throws {
+        let dong = try Self.store("dong.office/server")
+        let senior = try Self.store("senior.centre/server")
+        var generator = SeededGenerator(seed: 1)
+        let opened = try dong.openCase(ops: [.assign(Self.key("riskLevel"), .string("high"))], using: &generator)
+        try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        let (first, second) = await Self.sync(dong, senior)
+        #expect(first.error == nil && second.error == nil)
+        try dong.write(caseID: opened.caseID, ops: [.assign(Self.key("riskLevel"), .string("crisis"))])
+        try senior.write(caseID: opened.caseID, ops: [.assign(Self.key("riskLevel"), .string("medium"))])
+        try senior.write(caseID: opened.caseID, ops: [.append(Self.key("notes"), "home visit")])
+        let (a, b) = await Self.sync(senior, dong)
+        #expect(a.error == nil && b.error == nil)
+        #expect(try dong.snapshot(of: opened.caseID) == senior.snapshot(of: opened.caseID))
+        #expect(try dong.openConflicts().map(\.field) == [Self.key("riskLevel")])
+        #expect(try senior.openConflicts().map(\.field) == [Self.key("riskLevel")])
+    }
+
+    @Test func nonParticipantReceivesNothingOfTheCase() async throws {
+        let dong = try Self.store("dong.office/server")
+        let community = try Self.store("community.centre/server")
+        var generator = SeededGenerator(seed: 2)
+        let privateCase = try dong.openCase(using: &generator)
+        let (a, b) = await Self.sync(dong, community)
+        #expect(a.error == nil && b.error == nil)
+        #expect(throws: StoreError.self) { try community.snapshot(of: privateCase.caseID) }
+        #expect(try community.encodedChanges().isEmpty)
+        #expect(b.summary.changesReceived == 0)
+    }
+
+    @Test func aChainRelaysChangesItDidNotWrite() async throws {
+        let a = try Self.store("dong.office/server")
+        let b = try Self.store("senior.centre/server")
+        let c = try Self.store("mental.centre/server")
+        var generator = SeededGenerator(seed: 3)
+        let opened = try a.openCase(using: &generator)
+        try a.write(
+            caseID: opened.caseID,
+            ops: [
+                .insert(Self.key("participants"), "senior.centre"), .insert(Self.key("participants"), "mental.centre"),
+            ])
+        try a.write(caseID: opened.caseID, ops: [.append(Self.key("notes"), "written at the dong office")])
+        _ = await Self.sync(a, b)
+        _ = await Self.sync(b, c)
+        #expect(try c.snapshot(of: opened.caseID) == a.snapshot(of: opened.caseID), "C got A's changes through B")
+    }
+
+    @Test func aNewParticipantReceivesTheWholeHistory() async throws {
+        let dong = try Self.store("dong.office/server")
+        let senior = try Self.store("senior.centre/server")
+        var generator = SeededGenerator(seed: 4)
+        let opened = try dong.openCase(using: &generator)
+        for index in 0..<40 {
+            try dong.write(caseID: opened.caseID, ops: [.append(Self.key("notes"), "note \(index)")])
+        }
+        _ = await Self.sync(dong, senior)
+        #expect(throws: StoreError.self) { try senior.snapshot(of: opened.caseID) }
+        try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        let (_, pulled) = await Self.sync(dong, senior)
+        #expect(pulled.error == nil)
+        #expect(try senior.snapshot(of: opened.caseID) == dong.snapshot(of: opened.caseID))
+        #expect(try senior.pendingCount() == 0)
+    }
+
+    @Test func anIdleSyncMovesNothing() async throws {
+        let dong = try Self.store("dong.office/server")
+        let senior = try Self.store("senior.centre/server")
+        var generator = SeededGenerator(seed: 5)
+        for _ in 0..<30 {
+            let opened = try dong.openCase(using: &generator)
+            try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        }
+        let (first, _) = await Self.sync(dong, senior)
+        #expect(first.summary.changesSent == 60)
+        // The senior centre relays the dong office's changes back once (it cannot know
+        // they came from there); after that nothing moves.
+        _ = await Self.sync(dong, senior)
+        let (idleA, idleB) = await Self.sync(dong, senior)
+        #expect(idleA.error == nil && idleB.error == nil)
+        #expect(idleA.summary.changesSent == 0 && idleB.summary.changesSent == 0)
+        #expect(idleA.summary.batchesSent == 1 && idleB.summary.batchesSent == 1)
+        #expect(idleA.summary.bytesSent == 0 && idleB.summary.bytesSent == 0)
+    }
+
+    @Test func anInterruptedSyncResumesAfterTheLastDurableBatch() async throws {
+        let dong = try Self.store("dong.office/server")
+        let senior = try Self.store("senior.centre/server")
+        var generator = SeededGenerator(seed: 6)
+        for _ in 0..<200 {
+            let opened = try dong.openCase(using: &generator)
+            try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        }
+        let (cutA, cutB) = await Self.sync(dong, senior, pageChanges: 25, cutAfter: 5)
+        #expect(cutA.error != nil && cutB.error != nil, "the broken pipe ends both sides")
+        let partial = try senior.encodedChanges().count
+        #expect(partial > 0 && partial < 400)
+        let cursor = try senior.pullCursor(for: dong.replicaID)
+        #expect(cursor.cursor > 1)
+        let (resumedA, resumedB) = await Self.sync(dong, senior, pageChanges: 25)
+        #expect(resumedA.error == nil && resumedB.error == nil)
+        #expect(try senior.encodedChanges().count == 400)
+        #expect(resumedB.summary.changesReceived <= 400 - partial + 25, "resumed where it stopped, not from the start")
+    }
+
+    @Test func aPeerClaimingAnotherIdentityIsRefused() async throws {
+        let dong = try Self.store("dong.office/server")
+        let impostor = try Self.store("senior.centre/server")
+        let (toDong, toDongContinuation) = AsyncStream.makeStream(of: SyncMessage.self)
+        toDongContinuation.yield(
+            .hello(
+                .init(
+                    protocolVersion: 1, schemaVersion: 1, replica: try ReplicaID("mental.centre/server"),
+                    logIdentity: "x")))
+        toDongContinuation.finish()
+        let sent = Counter()
+        let outcome = await SyncRunner(store: dong).run(peer: impostor.replicaID, inbound: toDong) { _ in
+            _ = sent.next()
+        }
+        #expect(
+            outcome.error
+                == .identityMismatch(
+                    claimed: try ReplicaID("mental.centre/server"), certified: try ReplicaID("senior.centre/server")))
+    }
+}

@@ -1,0 +1,107 @@
+import CaseMeshCRDT
+import CaseMeshSync
+import Testing
+
+@Suite struct SyncMessageTests {
+    static let messages: [SyncMessage] = [
+        .hello(
+            .init(
+                protocolVersion: 1, schemaVersion: 1, replica: try! ReplicaID("dong.office/server"), logIdentity: "ab12"
+            )),
+        .pull(.init(logIdentity: "ab12", cursor: 42)),
+        .batch(.init(logIdentity: "ab12", changes: [[1, 2, 3], [], [9]], nextCursor: 99, isFinal: true)),
+        .ack(.init(cursor: 99)),
+        .done,
+        .refusal(.init(reason: "incompatible")),
+    ]
+
+    @Test(arguments: messages)
+    func messagesRoundTrip(message: SyncMessage) throws {
+        #expect(try SyncMessage(decoding: message.encoded()) == message)
+    }
+
+    @Test func malformedFramesAreErrorsNotCrashes() {
+        var generator = SeededGenerator(seed: 8)
+        for message in Self.messages {
+            let bytes = message.encoded()
+            for cut in 0..<bytes.count {
+                #expect(throws: CRDTError.self) { try SyncMessage(decoding: Array(bytes[..<cut])) }
+            }
+            #expect(throws: CRDTError.self) { try SyncMessage(decoding: bytes + [0]) }
+        }
+        for _ in 0..<2000 {
+            let noise = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
+            _ = try? SyncMessage(decoding: noise)
+        }
+        #expect(throws: CRDTError.self) { try SyncMessage(decoding: [77]) }
+    }
+}
+
+@Suite struct SyncSessionTests {
+    let local = SyncSession.Local(replica: try! ReplicaID("dong.office/server"), logIdentity: "local")
+    let peer = try! ReplicaID("senior.centre/server")
+
+    func session() -> SyncSession {
+        var session = SyncSession(
+            configuration: .init(schemaVersion: 1, window: 2), local: local, peer: peer, pullFrom: .start)
+        _ = session.start()
+        return session
+    }
+
+    var hello: SyncMessage {
+        .hello(.init(protocolVersion: 1, schemaVersion: 1, replica: peer, logIdentity: "remote"))
+    }
+
+    func isFailure(_ actions: [SyncSession.Action]) -> Bool {
+        actions.contains { if case .fail = $0 { return true } else { return false } }
+    }
+
+    @Test func messagesBeforeHelloOrOutOfTurnAreRefused() {
+        var first = session()
+        #expect(isFailure(first.receive(.ack(.init(cursor: 1)))))
+        var second = session()
+        _ = second.receive(hello)
+        #expect(isFailure(second.receive(.ack(.init(cursor: 5)))), "ack for nothing sent")
+        var third = session()
+        _ = third.receive(hello)
+        #expect(isFailure(third.receive(hello)), "hello twice")
+        var fourth = session()
+        _ = fourth.receive(hello)
+        #expect(
+            isFailure(fourth.receive(.batch(.init(logIdentity: "other", changes: [], nextCursor: 2, isFinal: false)))))
+    }
+
+    @Test func incompatibleSchemaIsRefusedWithAReason() {
+        var session = session()
+        let actions = session.receive(
+            .hello(.init(protocolVersion: 1, schemaVersion: 2, replica: peer, logIdentity: "remote")))
+        #expect(
+            actions.contains(.send(.refusal(.init(reason: "incompatible peer: case schema version 2, expected 1")))))
+        #expect(session.isEnded)
+    }
+
+    @Test func serverKeepsAtMostTheWindowInFlight() {
+        var session = session()
+        _ = session.receive(hello)
+        var actions = session.receive(.pull(.init(logIdentity: "local", cursor: 1)))
+        #expect(actions == [.loadPage(cursor: 1)])
+        actions = session.pageLoaded(.init(changes: [[1]], nextCursor: 2, isFinal: false))
+        #expect(actions.last == .loadPage(cursor: 2))
+        actions = session.pageLoaded(.init(changes: [[2]], nextCursor: 3, isFinal: false))
+        #expect(actions.count == 1, "two pages in flight: wait for an ack")
+        actions = session.receive(.ack(.init(cursor: 2)))
+        #expect(actions == [.loadPage(cursor: 3)])
+    }
+
+    @Test func pullerAcksOnlyAfterTheBatchIsApplied() {
+        var session = session()
+        _ = session.receive(hello)
+        let batch = SyncMessage.Batch(logIdentity: "remote", changes: [[1]], nextCursor: 7, isFinal: true)
+        #expect(session.receive(.batch(batch)) == [.applyBatch(batch)])
+        let actions = session.batchApplied(1)
+        #expect(actions == [.send(.ack(.init(cursor: 7))), .send(.done)])
+        #expect(session.currentPullCursor == .init(logIdentity: "remote", cursor: 7))
+    }
+}
