@@ -22,6 +22,12 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .target(name: "CaseMeshCRDT", swiftSettings: strictSettings),
@@ -44,17 +50,39 @@ let package = Package(
         ),
         .target(name: "CaseMeshSync", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
         .target(
+            name: "CaseMeshNet",
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshSync",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "CaseMeshNode",
-            dependencies: ["CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync"],
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNet",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
             name: "CaseMeshCLI",
             dependencies: [
-                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore",
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

@@ -1,7 +1,7 @@
 public import ArgumentParser
 
 /// The `casemesh` command-line tool: an institution's replica of joint case records.
-public struct CaseMeshCommand: ParsableCommand {
+public struct CaseMeshCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "casemesh",
         abstract: "Joint case management across welfare institutions, offline first.",
@@ -13,9 +13,16 @@ public struct CaseMeshCommand: ParsableCommand {
             """,
         subcommands: [
             InitCommand.self, CaseCommand.self, ConflictsCommand.self, ResolveCommand.self, ChangesCommand.self,
-            DemoCommand.self, BenchCommand.self,
+            ServeCommand.self, SyncCommand.self, PeersCommand.self, DemoCommand.self, BenchCommand.self,
         ]
     )
 
     public init() {}
+}
+
+extension CaseMeshCommand {
+    /// Parses the process's arguments and runs the chosen command.
+    public static func runFromCommandLine() async {
+        await main()
+    }
 }

@@ -1,3 +1,3 @@
 import CaseMeshCLI
 
-CaseMeshCommand.main()
+await CaseMeshCommand.runFromCommandLine()

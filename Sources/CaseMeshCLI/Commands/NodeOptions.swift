@@ -1,0 +1,54 @@
+import ArgumentParser
+import CaseMeshNode
+import Logging
+
+/// The options `serve` and `sync` share; each may also come from `--config FILE`
+/// (the same keys, `key = value` per line). Flags win over the file.
+struct NodeOptions: ParsableArguments {
+    @Option(help: "The replica's data directory.") var data: String?
+    @Option(help: "A configuration file with the same keys (data, listen, cert, key, ca, crl, peer, interval).")
+    var config: String?
+    @Option(help: "This node's certificate (PEM).") var cert: String?
+    @Option(help: "This node's private key (PEM).") var key: String?
+    @Option(help: "The consortium CA certificate (PEM).") var ca: String?
+    @Option(help: "The consortium CA's revocation list (PEM).") var crl: String?
+    @Option(name: .customLong("peer"), help: "A peer to sync with, REPLICA-ID=HOST:PORT (repeatable).")
+    var peers: [String] = []
+    @Option(help: "Seconds between sync rounds.") var interval: Double?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func configuration(listen: String? = nil) throws -> NodeConfiguration {
+        var configuration = NodeConfiguration()
+        do {
+            if let config { try configuration.load(file: config) }
+            if let data { configuration.dataDirectory = data }
+            if let listen { try configuration.set("listen", listen) }
+            if let cert { configuration.certificate = cert }
+            if let key { configuration.key = key }
+            if let ca { configuration.authority = ca }
+            if let crl { configuration.revocationList = crl }
+            if !peers.isEmpty { configuration.peers = try peers.map { try NodeConfiguration.Peer(parsing: $0) } }
+            if let interval { try configuration.set("interval", String(interval)) }
+            try configuration.validate()
+        } catch let error as NodeError {
+            throw CLIError(message: error.message)
+        }
+        return configuration
+    }
+
+    func logger(_ label: String) throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingBootstrap.once
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+}
+
+/// Sends logs to standard error, once per process.
+enum LoggingBootstrap {
+    static let once: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError)
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import CaseMeshNode
+import CaseMeshStore
+import CaseMeshSync
+import Foundation
+import NIOPosix
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run this institution's node: accept peers over mutual TLS and sync with them periodically.",
+        discussion: """
+            Prints one JSON line {"event":"listening","port":N} once the listener is up. Stops gracefully \
+            on SIGTERM or SIGINT. Local edits (casemesh case ...) work on the same data directory while it runs.
+            """)
+
+    @OptionGroup var node: NodeOptions
+    @Option(help: "Where to listen, HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port).") var listen: String?
+
+    func run() async throws {
+        let configuration = try node.configuration(listen: listen)
+        let logger = try node.logger("casemesh.serve")
+        let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
+        let replica = store.replicaID
+        let service: Node
+        do {
+            service = try Node(
+                configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+            ) { port in
+                emit(
+                    JSONValue.object([
+                        "event": .string("listening"), "port": .number(Int64(port)),
+                        "replica": .string(replica.rawValue),
+                    ]).text)
+            }
+        } catch {
+            throw CLIError(message: "\(error)")
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync", abstract: "Run one sync round with the configured peers and report what moved.")
+
+    @OptionGroup var node: NodeOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let configuration = try node.configuration()
+        guard !configuration.peers.isEmpty else {
+            throw CLIError(message: "no peers: give --peer REPLICA-ID=HOST:PORT")
+        }
+        let logger = try node.logger("casemesh.sync")
+        let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
+        let service: Node
+        do {
+            service = try Node(
+                configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+            )
+        } catch {
+            throw CLIError(message: "\(error)")
+        }
+        var failures: [String] = []
+        var results: [JSONValue] = []
+        for peer in configuration.peers {
+            let started = ContinuousClock.now
+            let outcome = await service.sync(with: peer)
+            let seconds = (ContinuousClock.now - started).seconds
+            let summary = outcome.summary
+            if let error = outcome.error { failures.append("\(peer.replica): \(error)") }
+            results.append(
+                .object([
+                    "peer": .string(peer.replica.rawValue),
+                    "ok": .bool(outcome.error == nil),
+                    "error": outcome.error.map { .string($0.description) } ?? .null,
+                    "received": .number(Int64(summary.changesReceived)),
+                    "applied": .number(Int64(summary.changesApplied)),
+                    "sent": .number(Int64(summary.changesSent)),
+                    "bytes_received": .number(Int64(summary.bytesReceived)),
+                    "bytes_sent": .number(Int64(summary.bytesSent)),
+                    "refused": .number(Int64(outcome.refused.count)),
+                    "seconds": .double(seconds),
+                ]))
+            if !output.json {
+                let status = outcome.error.map { "failed: \($0)" } ?? "ok"
+                emit(
+                    "\(peer.replica): \(status); received \(summary.changesReceived) (\(summary.changesApplied) new), sent \(summary.changesSent)"
+                )
+            }
+        }
+        if output.json { emit(JSONValue.array(results).text) }
+        if !failures.isEmpty {
+            throw CLIError(
+                message: "sync failed with \(failures.count) of \(configuration.peers.count) peers: \(failures[0])")
+        }
+    }
+}
+
+struct PeersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peers", abstract: "Show each peer's last successful sync, lag and last error.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let store = try store.openStore()
+        let states = try CLIError.wrap { try store.peerStates() }
+        let now = SystemWallClock().nowMillis()
+        func time(_ millis: UInt64?) -> JSONValue {
+            guard let millis else { return .null }
+            return .string(CaseRendering.time(.init(physical: millis)))
+        }
+        if output.json {
+            emit(
+                JSONValue.array(
+                    states.map { state in
+                        .object([
+                            "peer": .string(state.peer.rawValue),
+                            "last_success": time(state.lastSuccessAtMillis),
+                            "last_attempt": time(state.lastAttemptAtMillis),
+                            "lag_seconds": state.lastSuccessAtMillis.map {
+                                .double(Double(now.saturatingSubtract($0)) / 1000)
+                            } ?? .null,
+                            "last_error": state.lastError.map(JSONValue.string) ?? .null,
+                            "changes_pulled": .number(Int64(state.changesPulled)),
+                            "pull_cursor": .number(Int64(state.pullCursor)),
+                        ])
+                    }
+                ).text)
+        } else if states.isEmpty {
+            emit("no peers synced yet")
+        } else {
+            for state in states {
+                let lag = state.lastSuccessAtMillis.map { "\(now.saturatingSubtract($0) / 1000) s ago" } ?? "never"
+                emit(
+                    "\(state.peer)  last success \(lag)  pulled \(state.changesPulled)\(state.lastError.map { "  last error: \($0)" } ?? "")"
+                )
+            }
+        }
+    }
+}
+
+extension UInt64 {
+    func saturatingSubtract(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
+}

@@ -1,0 +1,28 @@
+/// An error raised by the transport: credentials that do not load, a peer that
+/// fails authentication, a malformed or oversized frame.
+public struct NetError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// A certificate, key, CA or CRL file is missing or malformed.
+        public static let badCredentials = Code("badCredentials")
+        /// The peer's certificate is not trusted, expired, revoked, or names no replica.
+        public static let untrustedPeer = Code("untrustedPeer")
+        /// A frame is malformed or larger than allowed.
+        public static let badFrame = Code("badFrame")
+        /// The peer is not who the configuration expects at that address.
+        public static let unexpectedPeer = Code("unexpectedPeer")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

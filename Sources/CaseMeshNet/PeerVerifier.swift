@@ -1,0 +1,89 @@
+public import CaseMeshCRDT
+public import Foundation
+import NIOCore
+public import NIOSSL
+@_spi(FixedExpiryValidationTime) public import X509
+
+/// Decides whether a peer's certificate chain is trusted and which replica it names.
+///
+/// Used as NIOSSL's custom verification callback on both sides of every connection:
+/// the chain must lead to the consortium CA (RFC 5280 path validation by
+/// swift-certificates, validity dates included), the leaf must not be on the CA's
+/// revocation list, and it must carry exactly one `casemesh://replica/<id>` SAN URI.
+/// The peer's replica ID comes from here, never from a message.
+public struct PeerVerifier: Sendable {
+    public let credentials: NodeCredentials
+    /// The injected clock; certificates are judged at this time.
+    public let now: @Sendable () -> Date
+
+    public init(credentials: NodeCredentials, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.credentials = credentials
+        self.now = now
+    }
+
+    /// The SAN URI prefix that carries a replica ID.
+    public static let uriPrefix = "casemesh://replica/"
+
+    /// The replica ID a certificate names.
+    ///
+    /// - Throws: ``NetError`` `untrustedPeer` when there is none, or more than one.
+    public static func replicaID(of certificate: Certificate) throws(NetError) -> ReplicaID {
+        var found: [String] = []
+        if let names = try? certificate.extensions.subjectAlternativeNames {
+            for name in names {
+                if case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix(uriPrefix) {
+                    found.append(String(uri.dropFirst(uriPrefix.count)))
+                }
+            }
+        }
+        guard found.count == 1, let replica = try? ReplicaID(found[0]) else {
+            throw NetError(
+                code: .untrustedPeer,
+                message: "the certificate names \(found.count) replicas; exactly one casemesh URI expected")
+        }
+        return replica
+    }
+
+    static func loadRevocationList(_ path: String, issuer: Certificate) throws(NetError) -> RevocationList {
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw NetError(code: .badCredentials, message: "cannot read the CRL \(path)")
+        }
+        return try RevocationList(pem: pem, issuer: issuer)
+    }
+
+    /// Verifies a presented chain (leaf first) and returns the replica it names.
+    ///
+    /// - Throws: ``NetError`` `untrustedPeer` with the reason.
+    public func verify(_ chain: [NIOSSLCertificate]) async throws(NetError) -> ReplicaID {
+        func untrusted(_ reason: String) -> NetError { NetError(code: .untrustedPeer, message: reason) }
+        guard let leafNIO = chain.first else { throw untrusted("the peer presented no certificate") }
+        let leaf: Certificate
+        let intermediates: [Certificate]
+        do {
+            leaf = try Certificate(derEncoded: try leafNIO.toDERBytes())
+            intermediates = try chain.dropFirst().map { try Certificate(derEncoded: try $0.toDERBytes()) }
+        } catch {
+            throw untrusted("the peer's certificate does not parse")
+        }
+        let time = now()
+        var verifier = Verifier(rootCertificates: CertificateStore([credentials.authority])) {
+            RFC5280Policy(fixedExpiryValidationTime: time)
+        }
+        let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates))
+        guard case .validCertificate = result else {
+            if time > leaf.notValidAfter { throw untrusted("the peer's certificate expired at \(leaf.notValidAfter)") }
+            if time < leaf.notValidBefore {
+                throw untrusted("the peer's certificate is not valid before \(leaf.notValidBefore)")
+            }
+            throw untrusted("the peer's certificate was not issued by the consortium CA")
+        }
+        if let path = credentials.revocationListPath {
+            let list = try Self.loadRevocationList(path, issuer: credentials.authority)
+            if let nextUpdate = list.nextUpdate, nextUpdate < time {
+                throw untrusted("the CRL expired at \(nextUpdate); publish a fresh one with casemesh-ca crl")
+            }
+            if list.isRevoked(leaf) { throw untrusted("the peer's certificate is revoked") }
+        }
+        return try Self.replicaID(of: leaf)
+    }
+}

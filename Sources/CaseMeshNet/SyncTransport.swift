@@ -1,0 +1,124 @@
+public import CaseMeshCRDT
+public import CaseMeshSync
+import Foundation
+public import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// One authenticated connection to a peer, carrying sync messages.
+public struct PeerConnection: Sendable {
+    public let channel: NIOAsyncChannel<SyncMessage, SyncMessage>
+    /// Resolves to the peer's replica ID once its certificate is verified; fails when
+    /// the handshake fails or the connection closes first.
+    public let peer: EventLoopFuture<ReplicaID>
+    public let remoteAddress: String
+}
+
+/// Mutual-TLS listener and dialer for sync connections (SwiftNIO + NIOSSL).
+///
+/// TLS 1.3 only; both sides present certificates and verify the other's with
+/// ``PeerVerifier``. Each connection's pipeline: idle timeout (which also bounds the
+/// handshake), TLS, frame decoder with a maximum frame size, frame encoder.
+public struct SyncTransport: Sendable {
+    public let credentials: NodeCredentials
+    public let verifier: PeerVerifier
+    public let group: any EventLoopGroup
+    public var idleTimeout: TimeAmount = .seconds(30)
+    public var maximumFrameBytes = SyncMessage.maximumFrameBytes
+    private let serverContext: NIOSSLContext
+    private let clientContext: NIOSSLContext
+
+    public init(credentials: NodeCredentials, verifier: PeerVerifier, group: any EventLoopGroup) throws {
+        self.credentials = credentials
+        self.verifier = verifier
+        self.group = group
+        var server = TLSConfiguration.makeServerConfiguration(
+            certificateChain: credentials.certificateChain.map { .certificate($0) },
+            privateKey: .privateKey(credentials.privateKey))
+        server.minimumTLSVersion = .tlsv13
+        server.certificateVerification = .noHostnameVerification
+        server.trustRoots = .certificates([credentials.authorityNIO])
+        serverContext = try NIOSSLContext(configuration: server)
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.minimumTLSVersion = .tlsv13
+        client.certificateVerification = .noHostnameVerification
+        client.trustRoots = .certificates([credentials.authorityNIO])
+        client.certificateChain = credentials.certificateChain.map { .certificate($0) }
+        client.privateKey = .privateKey(credentials.privateKey)
+        clientContext = try NIOSSLContext(configuration: client)
+    }
+
+    /// Completes a promise once, whoever comes first: the verifier or the close.
+    private final class Once: @unchecked Sendable {
+        private let lock = NSLock()
+        private var done = false
+        private let promise: EventLoopPromise<ReplicaID>
+
+        init(_ promise: EventLoopPromise<ReplicaID>) { self.promise = promise }
+
+        func complete(_ result: Result<ReplicaID, any Error>) {
+            lock.lock()
+            let first = !done
+            done = true
+            lock.unlock()
+            if first { promise.completeWith(result) }
+        }
+    }
+
+    private func configure(_ channel: any Channel, server: Bool) throws -> PeerConnection {
+        let promise = channel.eventLoop.makePromise(of: ReplicaID.self)
+        let once = Once(promise)
+        let verifier = verifier
+        let callback: NIOSSLCustomVerificationCallback = { chain, verification in
+            verification.completeWithTask {
+                do {
+                    once.complete(.success(try await verifier.verify(chain)))
+                    return .certificateVerified
+                } catch {
+                    once.complete(.failure(error))
+                    return .failed
+                }
+            }
+        }
+        channel.closeFuture.whenComplete { _ in
+            once.complete(
+                .failure(NetError(code: .untrustedPeer, message: "the connection closed before the peer was verified")))
+        }
+        let operations = channel.pipeline.syncOperations
+        try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+        try operations.addHandler(IdleCloser())
+        if server {
+            try operations.addHandler(NIOSSLServerHandler(context: serverContext, customVerificationCallback: callback))
+        } else {
+            try operations.addHandler(
+                try NIOSSLClientHandler(
+                    context: clientContext, serverHostname: nil, customVerificationCallback: callback))
+        }
+        try operations.addHandler(ByteToMessageHandler(SyncFrameDecoder(maximumFrameBytes: maximumFrameBytes)))
+        try operations.addHandler(MessageToByteHandler(SyncFrameEncoder()))
+        let asyncChannel = try NIOAsyncChannel<SyncMessage, SyncMessage>(wrappingChannelSynchronously: channel)
+        return PeerConnection(
+            channel: asyncChannel, peer: promise.futureResult, remoteAddress: channel.remoteAddress?.description ?? "?")
+    }
+
+    /// Listens on `host:port`; each accepted connection arrives in the returned channel.
+    public func listen(host: String, port: Int) async throws -> NIOAsyncChannel<PeerConnection, Never> {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try configure(channel, server: true) }
+            }
+    }
+
+    /// Connects to a peer at `host:port`.
+    public func connect(host: String, port: Int, timeout: TimeAmount = .seconds(10)) async throws -> PeerConnection {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture { try configure(channel, server: false) }
+            }
+    }
+}

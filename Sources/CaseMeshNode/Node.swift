@@ -1,0 +1,195 @@
+import CaseMeshCRDT
+public import CaseMeshNet
+public import CaseMeshStore
+import CaseMeshSync
+import Foundation
+public import Logging
+public import NIOCore
+import NIOPosix
+public import ServiceLifecycle
+
+/// A running CaseMesh node: accepts sync connections from peers over mutual TLS and
+/// dials its configured peers periodically, with jitter and exponential back-off.
+///
+/// Run it in a `ServiceGroup`, which stops it gracefully on SIGTERM or SIGINT: the
+/// listener stops accepting, the sync loop stops dialling, and sessions in flight
+/// end (an interrupted sync resumes from its last durable batch next time).
+public actor Node: Service {
+    public let configuration: NodeConfiguration
+    public let store: CaseStore
+    public let transport: SyncTransport
+    private let logger: Logger
+    private var failures: [ReplicaID: Int] = [:]
+    private var activeConnections = 0
+    /// The port the listener is bound to (useful with port 0), once listening.
+    public private(set) var boundPort: Int?
+    private var onListening: (@Sendable (Int) -> Void)?
+
+    public init(
+        configuration: NodeConfiguration, store: CaseStore, group: any EventLoopGroup, logger: Logger,
+        onListening: (@Sendable (Int) -> Void)? = nil
+    ) throws {
+        self.configuration = configuration
+        self.store = store
+        let credentials = try NodeCredentials(
+            certificate: configuration.certificate, key: configuration.key, authority: configuration.authority,
+            revocationList: configuration.revocationList)
+        guard credentials.replicaID == store.replicaID else {
+            throw NodeError(
+                "the certificate names \(credentials.replicaID) but the data directory holds replica \(store.replicaID)"
+            )
+        }
+        var transport = try SyncTransport(
+            credentials: credentials, verifier: PeerVerifier(credentials: credentials), group: group)
+        transport.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
+        self.transport = transport
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        do {
+            try await runUntilShutdown()
+        } catch is CancellationError {
+            // Graceful shutdown cancels the listener and the loop: that is a normal end.
+        }
+        logger.info("node stopped")
+    }
+
+    private func runUntilShutdown() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                if let host = self.configuration.listenHost, let port = self.configuration.listenPort {
+                    let listener = try await self.transport.listen(host: host, port: port)
+                    let bound = listener.channel.localAddress?.port ?? port
+                    await self.listening(on: bound)
+                    group.addTask { try await self.accept(listener) }
+                }
+                if !self.configuration.peers.isEmpty {
+                    group.addTask { await self.syncLoop() }
+                }
+            }
+        }
+    }
+
+    private func listening(on port: Int) {
+        boundPort = port
+        logger.info("listening", metadata: ["port": "\(port)", "replica": "\(store.replicaID)"])
+        onListening?(port)
+    }
+
+    private func accept(_ listener: NIOAsyncChannel<PeerConnection, Never>) async throws {
+        try await listener.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await connection in inbound {
+                    guard self.admit() else {
+                        self.logger.warning(
+                            "connection refused: limit reached", metadata: ["remote": "\(connection.remoteAddress)"])
+                        try? await connection.channel.channel.close()
+                        continue
+                    }
+                    group.addTask {
+                        await self.serve(connection)
+                        await self.release()
+                    }
+                }
+            }
+        }
+    }
+
+    private func admit() -> Bool {
+        guard activeConnections < configuration.maximumConnections else { return false }
+        activeConnections += 1
+        return true
+    }
+
+    private func release() { activeConnections -= 1 }
+
+    /// Serves one inbound connection; failures are logged and end only this connection.
+    private func serve(_ connection: PeerConnection) async {
+        let peer: ReplicaID
+        do {
+            peer = try await connection.peer.get()
+        } catch {
+            logger.warning("peer refused", metadata: ["remote": "\(connection.remoteAddress)", "reason": "\(error)"])
+            try? await connection.channel.channel.close()
+            return
+        }
+        _ = await runSession(connection, peer: peer)
+    }
+
+    /// Runs a sync session on an authenticated connection and logs its outcome.
+    private func runSession(_ connection: PeerConnection, peer: ReplicaID) async -> SyncRunner.Outcome {
+        let runner = SyncRunner(store: store)
+        let outcome: SyncRunner.Outcome
+        do {
+            outcome = try await connection.channel.executeThenClose { inbound, outbound in
+                await runner.run(peer: peer, inbound: inbound) { message in try await outbound.write(message) }
+            }
+        } catch {
+            outcome = SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost("\(error)"), refused: [])
+        }
+        var metadata: Logger.Metadata = [
+            "peer": "\(peer)", "received": "\(outcome.summary.changesReceived)",
+            "applied": "\(outcome.summary.changesApplied)", "sent": "\(outcome.summary.changesSent)",
+        ]
+        if !outcome.refused.isEmpty {
+            metadata["refused"] = "\(outcome.refused.count)"
+            logger.warning(
+                "peer sent changes that were refused", metadata: ["peer": "\(peer)", "first": "\(outcome.refused[0])"])
+        }
+        if let error = outcome.error {
+            metadata["error"] = "\(error)"
+            logger.warning("sync failed", metadata: metadata)
+        } else {
+            logger.info("sync done", metadata: metadata)
+        }
+        return outcome
+    }
+
+    /// Dials one peer and syncs with it once.
+    public func sync(with peer: NodeConfiguration.Peer) async -> SyncRunner.Outcome {
+        do {
+            let connection = try await transport.connect(host: peer.host, port: peer.port)
+            let certified: ReplicaID
+            do {
+                certified = try await connection.peer.get()
+            } catch {
+                try? await connection.channel.channel.close()
+                throw error
+            }
+            guard certified == peer.replica else {
+                try? await connection.channel.channel.close()
+                throw NetError(
+                    code: .unexpectedPeer, message: "\(peer.host):\(peer.port) is \(certified), not \(peer.replica)")
+            }
+            let outcome = await runSession(connection, peer: certified)
+            failures[peer.replica] = outcome.error == nil ? 0 : (failures[peer.replica] ?? 0) + 1
+            return outcome
+        } catch {
+            failures[peer.replica] = (failures[peer.replica] ?? 0) + 1
+            let reason = (error as? NetError)?.message ?? "\(error)"
+            try? store.recordSyncOutcome(peer: peer.replica, error: reason)
+            logger.warning("cannot reach peer", metadata: ["peer": "\(peer.replica)", "reason": "\(reason)"])
+            return SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost(reason), refused: [])
+        }
+    }
+
+    /// Syncs with every configured peer in turn, then waits the jittered interval;
+    /// a failing peer is retried after an exponentially longer wait (at most 32×).
+    private func syncLoop() async {
+        var nextAttempt: [ReplicaID: ContinuousClock.Instant] = [:]
+        var generator = SystemRandomNumberGenerator()
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            for peer in configuration.peers where (nextAttempt[peer.replica] ?? now) <= now {
+                if Task.isCancelled { return }
+                _ = await sync(with: peer)
+                let backoff = Double(1 << min(failures[peer.replica] ?? 0, 5))
+                nextAttempt[peer.replica] = ContinuousClock.now + .seconds(configuration.intervalSeconds * backoff)
+            }
+            let jitter = Double.random(in: 0.8...1.2, using: &generator)
+            try? await Task.sleep(for: .seconds(configuration.intervalSeconds * jitter))
+        }
+    }
+}
