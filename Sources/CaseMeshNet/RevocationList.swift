@@ -8,7 +8,7 @@ public import X509
 /// exposes CRLs; only what the node needs is read: the issuer's signature, the
 /// validity window and the revoked serial numbers.
 public struct RevocationList: Sendable {
-    /// Serial numbers of revoked certificates (big-endian bytes, as in the certificate).
+    /// Serial numbers of revoked certificates (big-endian bytes, leading zeros dropped).
     public let revokedSerials: Set<[UInt8]>
     public let thisUpdate: Date
     public let nextUpdate: Date?
@@ -74,7 +74,7 @@ public struct RevocationList: Sendable {
                         let serial = entryFields.first(where: { _ in true }),
                         case .primitive(let bytes) = serial.content
                     else { throw fail("malformed revoked certificate entry") }
-                    serials.insert(Array(bytes))
+                    serials.insert(Self.normalized(bytes))
                 }
             }
             revokedSerials = serials
@@ -113,6 +113,12 @@ public struct RevocationList: Sendable {
 
     /// Whether `certificate` is on the list.
     public func isRevoked(_ certificate: Certificate) -> Bool {
-        revokedSerials.contains(Array(certificate.serialNumber.bytes))
+        revokedSerials.contains(Self.normalized(certificate.serialNumber.bytes))
+    }
+
+    /// Serial numbers without the sign byte DER adds before a high first bit, so the
+    /// CRL's INTEGER and the certificate's serial compare equal.
+    static func normalized(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        Array(bytes.drop { $0 == 0 })
     }
 }

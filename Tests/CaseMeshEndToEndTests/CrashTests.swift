@@ -10,7 +10,7 @@ import Testing
     static let origin = try! ReplicaID("senior.centre/laptop-1")
 
     /// A bundle of `cases` × `perCase` changes from one origin, written by the test.
-    static func writeBundle(cases: Int, perCase: Int, to path: String) throws -> Int {
+    static func writeBundle(cases: Int, perCase: Int, to path: String, participants: [String] = []) throws -> Int {
         var generator = SeededGenerator(seed: 2026)
         var changes: [[UInt8]] = []
         var millis: UInt64 = 1_763_856_000_000
@@ -24,7 +24,12 @@ import Testing
                         .string(["low", "medium", "high"].randomElement(using: &generator)!)),
                     .append(FieldKey(entity: "case", field: "notes"), "visit \(seq)"),
                 ]
-                if seq == 1 { ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre")) }
+                if seq == 1 {
+                    ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre"))
+                    for institution in participants {
+                        ops.append(.insert(FieldKey(entity: "case", field: "participants"), institution))
+                    }
+                }
                 let change = Change(
                     caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: millis),
                     context: VersionVector([origin: seq - 1]), ops: ops)
