@@ -4,27 +4,31 @@ import CaseMeshModel
 import CaseMeshStore
 import Foundation
 
-/// `casemesh demo`: two institutions edit one case offline and reconcile it through
-/// change bundles, as a site with no network would.
-struct DemoCommand: ParsableCommand {
+/// `casemesh demo`: four institutions' nodes on loopback mutual TLS play a joint
+/// case; `--offline` plays the same kind of story with change bundles instead.
+struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Play a scripted joint case between two institutions that sync by bundle files.",
+        abstract: "Play a joint case between four institutions' nodes over mutual TLS on loopback.",
         discussion: """
-            Creates two replicas in a temporary directory (or --dir): the Jungang-dong administrative \
-            welfare centre and the senior welfare centre. A KakaoTalk report opens a case; both edit it \
-            offline at the same time; bundles go both ways twice; both show the same merged case with \
-            one open conflict and both notes; a case worker resolves the conflict.
+            Creates a temporary consortium CA and four nodes (a dong administrative welfare centre, a senior \
+            welfare centre, a mental health welfare centre, a community welfare centre). A KakaoTalk report \
+            opens a case shared by three of them; they edit it offline at the same time; they sync; every \
+            participant shows the same merged case with the open conflict, and the community centre, not a \
+            participant, holds nothing of it. With --offline, two replicas sync by bundle files instead.
             """)
 
-    @Option(help: "Keep the replicas in this directory instead of a temporary one.") var dir: String?
+    @Option(help: "Keep the nodes' data in this directory instead of a temporary one.") var dir: String?
+    @Flag(help: "Sync by change bundles between two replicas (no network).") var offline = false
     @Flag(help: "Print the final merged case as JSON.") var json = false
 
-    func run() throws {
+    func run() async throws {
         let root = dir ?? NSTemporaryDirectory() + "casemesh-demo-\(UUID().uuidString)"
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
-        try CLIError.wrap {
-            try Demo(root: root, json: json).play()
+        if offline {
+            try CLIError.wrap { try Demo(root: root, json: json).play() }
+        } else {
+            try await NetworkDemo(root: root, json: json).play()
         }
     }
 }
