@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import Foundation
 public import CaseMeshSync
 public import NIOCore
 
@@ -9,9 +10,11 @@ public struct SyncFrameDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = SyncMessage
 
     public let maximumFrameBytes: Int
+    let traffic: TrafficCounter?
 
-    public init(maximumFrameBytes: Int = SyncMessage.maximumFrameBytes) {
+    public init(maximumFrameBytes: Int = SyncMessage.maximumFrameBytes, traffic: TrafficCounter? = nil) {
         self.maximumFrameBytes = maximumFrameBytes
+        self.traffic = traffic
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> SyncMessage? {
@@ -22,6 +25,7 @@ public struct SyncFrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard buffer.readableBytes >= 4 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
         guard let bytes = buffer.readBytes(length: Int(length)) else { return nil }
+        traffic?.add(received: 4 + Int(length))
         do {
             return try SyncMessage(decoding: bytes)
         } catch {
@@ -38,10 +42,15 @@ public struct SyncFrameDecoder: NIOSingleStepByteToMessageDecoder {
 public struct SyncFrameEncoder: MessageToByteEncoder {
     public typealias OutboundIn = SyncMessage
 
-    public init() {}
+    let traffic: TrafficCounter?
+
+    public init(traffic: TrafficCounter? = nil) {
+        self.traffic = traffic
+    }
 
     public func encode(data: SyncMessage, out: inout ByteBuffer) throws {
         let bytes = data.encoded()
+        traffic?.add(sent: 4 + bytes.count)
         out.writeInteger(UInt32(bytes.count))
         out.writeBytes(bytes)
     }
@@ -58,5 +67,29 @@ final class IdleCloser: ChannelInboundHandler, Sendable {
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+}
+
+/// Counts the sync protocol's bytes (frames, before TLS) a transport sends and
+/// receives, for `casemesh sync` figures and the benchmarks.
+public final class TrafficCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sentBytes = 0
+    private var receivedBytes = 0
+
+    public init() {}
+
+    func add(sent: Int = 0, received: Int = 0) {
+        lock.lock()
+        sentBytes += sent
+        receivedBytes += received
+        lock.unlock()
+    }
+
+    /// Bytes sent and received so far.
+    public var totals: (sent: Int, received: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (sentBytes, receivedBytes)
     }
 }

@@ -25,6 +25,8 @@ public struct SyncTransport: Sendable {
     public let group: any EventLoopGroup
     public var idleTimeout: TimeAmount = .seconds(30)
     public var maximumFrameBytes = SyncMessage.maximumFrameBytes
+    /// Counts every connection's protocol bytes.
+    public let traffic = TrafficCounter()
     private let serverContext: NIOSSLContext
     private let clientContext: NIOSSLContext
 
@@ -94,8 +96,9 @@ public struct SyncTransport: Sendable {
                 try NIOSSLClientHandler(
                     context: clientContext, serverHostname: nil, customVerificationCallback: callback))
         }
-        try operations.addHandler(ByteToMessageHandler(SyncFrameDecoder(maximumFrameBytes: maximumFrameBytes)))
-        try operations.addHandler(MessageToByteHandler(SyncFrameEncoder()))
+        try operations.addHandler(
+            ByteToMessageHandler(SyncFrameDecoder(maximumFrameBytes: maximumFrameBytes, traffic: traffic)))
+        try operations.addHandler(MessageToByteHandler(SyncFrameEncoder(traffic: traffic)))
         let asyncChannel = try NIOAsyncChannel<SyncMessage, SyncMessage>(wrappingChannelSynchronously: channel)
         return PeerConnection(
             channel: asyncChannel, peer: promise.futureResult, remoteAddress: channel.remoteAddress?.description ?? "?")

@@ -15,9 +15,9 @@ public import ServiceLifecycle
 /// listener stops accepting, the sync loop stops dialling, and sessions in flight
 /// end (an interrupted sync resumes from its last durable batch next time).
 public actor Node: Service {
-    public let configuration: NodeConfiguration
-    public let store: CaseStore
-    public let transport: SyncTransport
+    public nonisolated let configuration: NodeConfiguration
+    public nonisolated let store: CaseStore
+    public nonisolated let transport: SyncTransport
     private let logger: Logger
     private var failures: [ReplicaID: Int] = [:]
     private var activeConnections = 0

@@ -58,6 +58,7 @@ extension CaseStore {
         let schema = schema
         return try read { db in
             var reader = try LogPageReader(db: db, schema: schema, institution: institution)
+            defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
         }
     }
@@ -157,6 +158,10 @@ struct LogPageReader {
     private var caseKeys: [Int64: String] = [:]
     private var entitled: [Int64: Bool] = [:]
     private let participants = FieldKey(entity: "case", field: "participants")
+    private let participantsRef: Int64?
+    private let participantsStatement: RawStatement?
+    /// The participants field path as it appears inside an encoded change.
+    private static let participantsPath = Array("case.participants".utf8)
 
     init(db: Database, schema: CaseSchema, institution: InstitutionID) throws {
         self.db = db
@@ -164,7 +169,12 @@ struct LogPageReader {
         self.institution = institution
         tail = try LogTail(db)
         coder = try ReplicaTableCoder(db)
+        participantsRef = try Int64.fetchOne(db, sql: "SELECT id FROM fieldName WHERE name = 'case.participants'")
+        participantsStatement = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
     }
+
+    /// Releases the prepared statement.
+    func close() { participantsStatement?.finalize() }
 
     private mutating func caseKey(_ caseRef: Int64) throws -> String {
         if let key = caseKeys[caseRef] { return key }
@@ -175,12 +185,21 @@ struct LogPageReader {
         return key
     }
 
-    /// Whether the institution is among the case's participants now.
+    /// Whether the institution is among the case's participants now: the
+    /// checkpointed participants set, with the log's tail replayed on top when the
+    /// tail touches the case.
     private mutating func isEntitled(_ caseRef: Int64) throws -> Bool {
         if let known = entitled[caseRef] { return known }
-        let snapshot = try CaseStore.snapshot(db, caseID: CaseID(caseKey(caseRef)), tail: tail, schema: schema)
+        var fields: [FieldKey: FieldState] = [:]
+        if let participantsRef, let bytes = try participantsStatement?.bind(caseRef).bind(participantsRef).firstBlob() {
+            fields[participants] = try FieldState(decoding: bytes, coder: coder)
+        }
+        if !tail.changes(ofCase: caseRef).isEmpty {
+            var version = VersionVector()
+            try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
+        }
         var answer = false
-        if case .set(let set)? = snapshot.fields[participants] {
+        if case .set(let set)? = fields[participants] {
             answer = set.contains(institution.rawValue, schema.setSemantics(for: participants))
         }
         entitled[caseRef] = answer
@@ -194,24 +213,12 @@ struct LogPageReader {
         return Change.encoded(caseID: try caseKey(entry.caseRef), origin: origin.rawValue, rest: entry.rest)
     }
 
-    /// Every change of a case that arrived before `arrival`.
-    private mutating func history(ofCase caseRef: Int64, before arrival: UInt64) throws -> [[UInt8]] {
-        var result: [[UInt8]] = []
-        let segments = try Row.fetchCursor(
-            db, sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival < ? ORDER BY id",
-            arguments: [Int64(arrival)])
-        while let row = try segments.next() {
-            var position = UInt64(row[0] as Int64)
-            for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
-                defer { position += 1 }
-                if entry.caseRef == caseRef && position < arrival { result.append(try canonical(entry)) }
-            }
-        }
-        return result
-    }
-
     mutating func page(from cursor: UInt64, maxChanges: Int, maxBytes: Int) throws -> LogPage {
         let start = max(1, cursor)
+        // The fast path of an idle sync: nothing after the cursor, nothing to read.
+        let end =
+            try Int64.fetchOne(db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
+        if UInt64(end) <= start { return LogPage(changes: [], nextCursor: start, isFinal: true) }
         let firstSegment =
             try Int64.fetchOne(
                 db, sql: "SELECT id FROM changeSegment WHERE firstArrival <= ? ORDER BY firstArrival DESC LIMIT 1",
@@ -222,36 +229,65 @@ struct LogPageReader {
         var changes: [[UInt8]] = []
         var bytes = 0
         var next = start
-        var sharedNow: Set<Int64> = []
-        while let row = try segments.next() {
+        var isFinal = true
+        // Cases the institution joins in this page with a history before the cursor.
+        var joined: Set<Int64> = []
+        scan: while let row = try segments.next() {
             var position = UInt64(row[0] as Int64)
             let entries = try ChangeLogSegment.entries(of: [UInt8](row[1] as Data))
             for entry in entries {
                 defer { position += 1 }
                 guard position >= start else { continue }
                 if changes.count >= maxChanges || bytes >= maxBytes {
-                    return LogPage(changes: changes, nextCursor: next, isFinal: false)
+                    isFinal = false
+                    break scan
                 }
                 next = position + 1
                 guard try isEntitled(entry.caseRef) else { continue }
                 let encoded = try canonical(entry)
-                if !sharedNow.contains(entry.caseRef), try addsInstitution(encoded) {
-                    // The institution joins the case here: the case's history from before
-                    // this pull goes first (what came after the cursor is in the page anyway).
-                    sharedNow.insert(entry.caseRef)
-                    for earlier in try history(ofCase: entry.caseRef, before: start) {
-                        bytes += earlier.count
-                        changes.append(earlier)
-                    }
+                if start > 1, !joined.contains(entry.caseRef), try joinsWithHistory(encoded) {
+                    joined.insert(entry.caseRef)
                 }
                 bytes += encoded.count
                 changes.append(encoded)
             }
         }
-        return LogPage(changes: changes, nextCursor: next, isFinal: true)
+        // The institution joined these cases in this page: their history from before
+        // the cursor goes first (what came after it is in the page already).
+        let history = try history(ofCases: joined, before: start)
+        return LogPage(changes: history + changes, nextCursor: next, isFinal: isFinal)
+    }
+
+    /// Every change of the given cases that arrived before `arrival`, in order: one
+    /// scan of the log for all of them.
+    private mutating func history(ofCases cases: Set<Int64>, before arrival: UInt64) throws -> [[UInt8]] {
+        guard !cases.isEmpty else { return [] }
+        var result: [[UInt8]] = []
+        let segments = try Row.fetchCursor(
+            db, sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival < ? ORDER BY id",
+            arguments: [Int64(arrival)])
+        while let row = try segments.next() {
+            var position = UInt64(row[0] as Int64)
+            for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
+                defer { position += 1 }
+                if position < arrival && cases.contains(entry.caseRef) { result.append(try canonical(entry)) }
+            }
+        }
+        return result
+    }
+
+    /// Whether this change adds the institution to its case's participants after
+    /// earlier changes of the case (an opening change has no history to send).
+    private func joinsWithHistory(_ encoded: [UInt8]) throws -> Bool {
+        guard try addsInstitution(encoded) else { return false }
+        let change = try Change(decoding: encoded)
+        return !(change.seq == 1 && change.context.sortedEntries.isEmpty)
     }
 
     private func addsInstitution(_ encoded: [UInt8]) throws -> Bool {
+        // Most changes do not touch the participants: look for the field's path
+        // in the bytes before decoding the change.
+        guard Self.contains(encoded, Self.participantsPath) else { return false }
         let change = try Change(decoding: encoded)
         return change.ops.contains { op in
             if case .insert(let field, let element) = op {
@@ -259,5 +295,16 @@ struct LogPageReader {
             }
             return false
         }
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard let first = needle.first, haystack.count >= needle.count else { return false }
+        var index = 0
+        let last = haystack.count - needle.count
+        while index <= last {
+            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return true }
+            index += 1
+        }
+        return false
     }
 }

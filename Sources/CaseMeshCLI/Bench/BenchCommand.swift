@@ -4,10 +4,10 @@ import CaseMeshModel
 import CaseMeshStore
 import Foundation
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure CaseMesh's hot paths (use a release build).",
-        subcommands: [MergeBench.self])
+        subcommands: [MergeBench.self, SyncBench.self])
 }
 
 /// `casemesh bench merge`: replica 0 applies the other replicas' changes into its

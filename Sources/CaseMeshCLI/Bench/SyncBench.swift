@@ -1,0 +1,246 @@
+import ArgumentParser
+import CaseMeshCRDT
+import CaseMeshModel
+import CaseMeshNet
+import CaseMeshNode
+import CaseMeshStore
+import Foundation
+import Logging
+import NIOPosix
+
+/// `casemesh bench sync`: node B, empty, pulls every change from node A (a separate
+/// `casemesh serve` process) over mutual TLS on loopback, until durable; then an idle
+/// sync between two nodes that hold the same 100,000 cases.
+struct SyncBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Time a full pull of a large log over mutual TLS, and an idle sync (use a release build).",
+        discussion: """
+            Prints one JSON object: changes, ops, seconds, ops_per_s and changes_per_s of the pull; bytes_per_op on \\
+            the wire (protocol frames, before TLS); peak_rss_mb during the pull; apply_ops_per_s, the same changes \\
+            applied to a fresh store without the network in the same run, and the ratio; idle_sync_ms and \\
+            idle_sync_bytes between two nodes holding --idle-cases cases.
+            """)
+
+    @Option(help: "Changes in node A's log.") var changes = 1_000_000
+    @Option(help: "Cases they belong to.") var cases = 10_000
+    @Option(help: "Cases both nodes hold for the idle sync.") var idleCases = 100_000
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Flag(help: "Print JSON (always JSON; accepted for symmetry).") var json = false
+
+    func validate() throws {
+        guard changes >= cases, cases > 0, idleCases > 0 else {
+            throw ValidationError("--changes must be at least --cases, and both positive")
+        }
+    }
+
+    func run() async throws {
+        let root = NSTemporaryDirectory() + "casemesh-bench-sync-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try EphemeralAuthority(directory: root + "/ca")
+        let serverReplica = try ReplicaID("bench.server/node")
+        let clientReplica = try ReplicaID("bench.client/node")
+        let schema = CaseSchema.bundled
+        let fields = try MergeWorkload.registerFields(schema, count: 12)
+
+        // Node A's log, written in chunks so memory stays flat (not timed).
+        let serverStore = try CLIError.wrap { try CaseStore.create(directory: root + "/a", replicaID: serverReplica) }
+        var ops = 0
+        try SyncWorkload(
+            origin: serverReplica, cases: cases, changes: changes, fields: fields, seed: seed,
+            participants: ["bench.server", "bench.client"]
+        ).generate { chunk in
+            ops += chunk.reduce(0) { $0 + $1.ops.count }
+            _ = try CLIError.wrap { try serverStore.apply(chunk, batchSize: 50_000) }
+        }
+        let server = try ServeProcess(root: root, data: root + "/a", replica: serverReplica, authority: authority)
+        defer { server.stop() }
+
+        // Node B pulls everything.
+        let clientStore = try CLIError.wrap { try CaseStore.create(directory: root + "/b", replicaID: clientReplica) }
+        let client = try makeNode(clientStore, authority: authority)
+        Memory.resetPeak()
+        let rssBefore = Memory.residentMegabytes()
+        let started = ContinuousClock.now
+        let outcome = await client.sync(with: server.peer)
+        let seconds = (ContinuousClock.now - started).seconds
+        let peak = Memory.peakMegabytes()
+        if let error = outcome.error { throw CLIError(message: "the pull failed: \(error)") }
+        let held = try CLIError.wrap { try clientStore.logEnd() } - 1
+        guard held == UInt64(changes) else { throw CLIError(message: "node B holds \(held) changes, expected \(changes)") }
+        let traffic = client.transport.traffic.totals
+
+        // The same changes applied without the network, for the ratio.
+        let referenceStore = try CLIError.wrap { try CaseStore.create(directory: root + "/c", replicaID: clientReplica) }
+        var applySeconds = 0.0
+        try SyncWorkload(
+            origin: serverReplica, cases: cases, changes: changes, fields: fields, seed: seed,
+            participants: ["bench.server", "bench.client"]
+        ).generate { chunk in
+            let encoded = chunk.map { ($0, $0.encoded()) }
+            let chunkStart = ContinuousClock.now
+            _ = try CLIError.wrap { try referenceStore.apply(encoded, batchSize: 4096) }
+            applySeconds += (ContinuousClock.now - chunkStart).seconds
+        }
+        server.stop()
+
+        let idle = try await idleSync(root: root + "/idle", authority: authority, fields: fields)
+        let result: [String: JSONValue] = [
+            "bench": .string("sync"), "changes": .number(Int64(changes)), "cases": .number(Int64(cases)),
+            "ops": .number(Int64(ops)), "seconds": .double(seconds), "ops_per_s": .double(Double(ops) / seconds),
+            "changes_per_s": .double(Double(changes) / seconds),
+            "bytes_per_op": .double(Double(traffic.sent + traffic.received) / Double(ops)),
+            "wire_bytes": .number(Int64(traffic.sent + traffic.received)),
+            "rss_before_mb": .double(rssBefore), "peak_rss_mb": .double(peak),
+            "apply_ops_per_s": .double(Double(ops) / applySeconds),
+            "sync_over_apply": .double(applySeconds / seconds),
+            "idle_cases": .number(Int64(idleCases)), "idle_sync_ms": .double(idle.milliseconds),
+            "idle_sync_bytes": .number(Int64(idle.bytes)), "seed": .number(Int64(seed)),
+        ]
+        emit(JSONValue.object(result).text)
+    }
+
+    private func makeNode(_ store: CaseStore, authority: EphemeralAuthority) throws -> Node {
+        let files = try authority.issue(store.replicaID)
+        var configuration = NodeConfiguration()
+        configuration.certificate = files.certificate
+        configuration.key = files.key
+        configuration.authority = authority.certificatePath
+        var logger = Logger(label: "casemesh.bench")
+        logger.logLevel = .error
+        return try Node(configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+    }
+
+    /// Two nodes that hold the same `idleCases` cases; the third sync between them is timed.
+    private func idleSync(
+        root: String, authority: EphemeralAuthority, fields: [FieldKey]
+    ) async throws -> (milliseconds: Double, bytes: Int) {
+        let serverReplica = try ReplicaID("bench.idle-server/node")
+        let clientReplica = try ReplicaID("bench.idle-client/node")
+        let serverStore = try CLIError.wrap { try CaseStore.create(directory: root + "/a", replicaID: serverReplica) }
+        try SyncWorkload(
+            origin: serverReplica, cases: idleCases, changes: idleCases, fields: Array(fields.prefix(1)), seed: seed,
+            participants: ["bench.idle-server", "bench.idle-client"]
+        ).generate { chunk in _ = try CLIError.wrap { try serverStore.apply(chunk, batchSize: 50_000) } }
+        let server = try ServeProcess(root: root, data: root + "/a", replica: serverReplica, authority: authority)
+        defer { server.stop() }
+        let clientStore = try CLIError.wrap { try CaseStore.create(directory: root + "/b", replicaID: clientReplica) }
+        let client = try makeNode(clientStore, authority: authority)
+        // The first sync moves everything; the second carries the echo of what B relayed back.
+        for _ in 0..<2 {
+            if let error = await client.sync(with: server.peer).error { throw CLIError(message: "idle setup: \(error)") }
+        }
+        let before = client.transport.traffic.totals
+        let started = ContinuousClock.now
+        let outcome = await client.sync(with: server.peer)
+        let milliseconds = (ContinuousClock.now - started).seconds * 1000
+        if let error = outcome.error { throw CLIError(message: "idle sync: \(error)") }
+        let after = client.transport.traffic.totals
+        return (milliseconds, after.sent - before.sent + after.received - before.received)
+    }
+}
+
+/// The sync benchmark's log: one origin, `cases` cases opened with their
+/// participants and `fields` set to "init", then random 24-byte writes to random
+/// (case, field) pairs until `changes` changes.
+struct SyncWorkload {
+    let origin: ReplicaID
+    let cases: Int
+    let changes: Int
+    let fields: [FieldKey]
+    let seed: UInt64
+    let participants: [String]
+
+    func generate(chunk size: Int = 50_000, _ body: ([Change]) throws -> Void) throws {
+        var generator = SeededGenerator(seed: seed)
+        let caseIDs = (0..<cases).map { _ in CaseID.random(using: &generator) }
+        var sequences = [UInt64](repeating: 0, count: cases)
+        var clock = HybridLogicalClock()
+        var wall: UInt64 = SystemWallClock().nowMillis() - UInt64(changes)
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        var chunk: [Change] = []
+        chunk.reserveCapacity(size)
+        for index in 0..<changes {
+            wall += 1
+            let caseIndex = index < cases ? index : Int.random(in: 0..<cases, using: &generator)
+            sequences[caseIndex] += 1
+            let seq = sequences[caseIndex]
+            var ops: [FieldOperation]
+            if seq == 1 {
+                ops = participants.map { .insert(FieldKey(entity: "case", field: "participants"), $0) }
+                ops += fields.map { .assign($0, .string("init")) }
+            } else {
+                let value = String(decoding: (0..<24).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
+                ops = [.assign(fields.randomElement(using: &generator)!, .string(value))]
+            }
+            chunk.append(
+                Change(
+                    caseID: caseIDs[caseIndex], origin: origin, seq: seq, hlc: clock.tick(wallMillis: wall),
+                    context: VersionVector([origin: seq - 1]), ops: ops))
+            if chunk.count == size {
+                try body(chunk)
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        if !chunk.isEmpty { try body(chunk) }
+    }
+}
+
+/// A `casemesh serve` child process (this same executable) for the benchmarks.
+final class ServeProcess {
+    let process = Process()
+    let peer: NodeConfiguration.Peer
+
+    init(root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority) throws {
+        let files = try authority.issue(replica)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [
+            "serve", "--data", data, "--listen", "127.0.0.1:0", "--cert", files.certificate, "--key", files.key, "--ca",
+            authority.certificatePath, "--log-level", "error",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var line = Data()
+        while true {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data("\n".utf8) { break }
+            line.append(byte)
+        }
+        guard let announced = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
+            let port = announced["port"] as? Int
+        else {
+            process.terminate()
+            throw CLIError(message: "the benchmark's server did not start")
+        }
+        peer = NodeConfiguration.Peer(replica: replica, host: "127.0.0.1", port: port)
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// Resident memory of this process, from /proc (Linux).
+enum Memory {
+    /// Resets the kernel's peak-RSS mark (VmHWM) for this process.
+    static func resetPeak() {
+        try? Data("5".utf8).write(to: URL(fileURLWithPath: "/proc/self/clear_refs"))
+    }
+
+    static func residentMegabytes() -> Double { field("VmRSS:") }
+
+    static func peakMegabytes() -> Double { field("VmHWM:") }
+
+    private static func field(_ name: String) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+            let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes / 1024
+    }
+}
