@@ -14,8 +14,8 @@ public struct SyncRunner: Sendable {
     /// Pages in flight before the server waits for an ack.
     public var window = 2
     /// A page's soft bounds.
-    public var pageChanges = 4096
-    public var pageBytes = 1 << 20
+    public var pageChanges = 16_384
+    public var pageBytes = 4 << 20
 
     public init(store: CaseStore) {
         self.store = store

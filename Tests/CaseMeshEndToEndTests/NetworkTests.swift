@@ -47,7 +47,7 @@ import Testing
         try Binary.ok(["case", "set", caseID, "riskLevel", "medium"] + data("senior"))
         try Binary.ok(["case", "set", caseID, "riskLevel", "low"] + data("mental"))
         try Binary.ok(["case", "note", caseID, "visit by the mental health centre"] + data("mental"))
-        let converged = try eventually(30) {
+        let converged = try eventually(60) {
             let views = try ["dong", "senior", "mental"].map { try Self.show(root + "/" + $0, caseID) }
             return views[0] != nil && views[0] == views[1] && views[1] == views[2]
                 && views[0]!.contains("visit by the mental")
