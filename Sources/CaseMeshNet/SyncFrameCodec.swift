@@ -1,6 +1,6 @@
 import CaseMeshCRDT
-import Foundation
 public import CaseMeshSync
+import Foundation
 public import NIOCore
 
 /// Splits the byte stream into sync messages: a 4-byte big-endian length, then the
@@ -11,6 +11,7 @@ public struct SyncFrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     public let maximumFrameBytes: Int
     let traffic: TrafficCounter?
+    private var changes = CompactChangeDecoder()
 
     public init(maximumFrameBytes: Int = SyncMessage.maximumFrameBytes, traffic: TrafficCounter? = nil) {
         self.maximumFrameBytes = maximumFrameBytes
@@ -27,7 +28,7 @@ public struct SyncFrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard let bytes = buffer.readBytes(length: Int(length)) else { return nil }
         traffic?.add(received: 4 + Int(length))
         do {
-            return try SyncMessage(decoding: bytes)
+            return try SyncMessage(decoding: bytes, changes: &changes)
         } catch {
             throw NetError(code: .badFrame, message: "malformed message: \(error.message)")
         }
@@ -43,13 +44,18 @@ public struct SyncFrameEncoder: MessageToByteEncoder {
     public typealias OutboundIn = SyncMessage
 
     let traffic: TrafficCounter?
+    /// The connection's string table; used only on its event loop.
+    private final class State: @unchecked Sendable {
+        var changes = CompactChangeEncoder()
+    }
+    private let state = State()
 
     public init(traffic: TrafficCounter? = nil) {
         self.traffic = traffic
     }
 
     public func encode(data: SyncMessage, out: inout ByteBuffer) throws {
-        let bytes = data.encoded()
+        let bytes = data.encoded(changes: &state.changes)
         traffic?.add(sent: 4 + bytes.count)
         out.writeInteger(UInt32(bytes.count))
         out.writeBytes(bytes)

@@ -5,8 +5,8 @@ import GRDB
 
 /// A page of the change log read for one peer.
 public struct LogPage: Hashable, Sendable {
-    /// Canonical encodings, in arrival order.
-    public var changes: [[UInt8]]
+    /// The changes, in arrival order.
+    public var changes: [Change]
     /// The arrival number the next page starts from.
     public var nextCursor: UInt64
     /// Whether the page reaches the end of the log.
@@ -82,24 +82,15 @@ extension CaseStore {
     ///     sync) or leave it to a later checkpoint (the log's tail is replayed meanwhile).
     /// - Returns: what happened to the changes; undecodable ones are in `rejected`.
     public func applyPulled(
-        _ encoded: [[UInt8]], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool
+        _ changes: [Change], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool
     ) throws(StoreError) -> ApplyReport {
-        var decodedChanges: [(change: Change, body: [UInt8])] = []
-        var undecodable: [String] = []
-        decodedChanges.reserveCapacity(encoded.count)
-        for bytes in encoded {
-            do {
-                decodedChanges.append((try Change(decoding: bytes), bytes))
-            } catch {
-                undecodable.append(error.message)
-            }
-        }
-        let decoded = decodedChanges
+        // The canonical encoding, rebuilt: exactly the bytes the origin wrote.
+        let decoded = changes.map { (change: $0, body: $0.encoded()) }
         let order = decoded.indices.sorted { Change.causalOrder(decoded[$0].change, decoded[$1].change) }
         let now = clock.nowMillis()
         let peerName = peer.rawValue
-        let pulled = Int64(encoded.count)
-        var report = try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
+        let pulled = Int64(changes.count)
+        return try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
             var report = ApplyReport()
             for index in order {
                 try session.receive(decoded[index].change, body: decoded[index].body, report: &report)
@@ -114,8 +105,6 @@ extension CaseStore {
                 arguments: [peerName, logIdentity, Int64(nextCursor), Int64(now), pulled])
             return report
         }
-        report.undecodable += undecodable
-        return report
     }
 
     /// Records how a sync attempt with `peer` ended.
@@ -217,7 +206,8 @@ struct LogPageReader {
         let start = max(1, cursor)
         // The fast path of an idle sync: nothing after the cursor, nothing to read.
         let end =
-            try Int64.fetchOne(db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
+            try Int64.fetchOne(db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1")
+            ?? 1
         if UInt64(end) <= start { return LogPage(changes: [], nextCursor: start, isFinal: true) }
         let firstSegment =
             try Int64.fetchOne(
@@ -255,7 +245,10 @@ struct LogPageReader {
         // The institution joined these cases in this page: their history from before
         // the cursor goes first (what came after it is in the page already).
         let history = try history(ofCases: joined, before: start)
-        return LogPage(changes: history + changes, nextCursor: next, isFinal: isFinal)
+        return LogPage(
+            changes: try (history + changes).map { bytes throws(CRDTError) in try Change(decoding: bytes) },
+            nextCursor: next,
+            isFinal: isFinal)
     }
 
     /// Every change of the given cases that arrived before `arrival`, in order: one

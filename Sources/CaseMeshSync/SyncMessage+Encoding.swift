@@ -8,8 +8,15 @@ extension SyncMessage {
     /// The largest frame either side accepts: 8 MiB.
     public static let maximumFrameBytes = 8 << 20
 
-    /// The message's payload (type byte and fields), without the frame length.
+    /// The message's payload (type byte and fields) on a fresh connection.
     public func encoded() -> [UInt8] {
+        var changes = CompactChangeEncoder()
+        return encoded(changes: &changes)
+    }
+
+    /// The message's payload (type byte and fields), without the frame length; the
+    /// changes of a batch go through the connection's ``CompactChangeEncoder``.
+    public func encoded(changes encoder: inout CompactChangeEncoder) -> [UInt8] {
         var writer = BinaryWriter(capacity: 64)
         switch self {
         case .hello(let hello):
@@ -28,7 +35,7 @@ extension SyncMessage {
             writer.writeVarint(batch.nextCursor)
             writer.write(batch.isFinal ? 1 : 0)
             writer.writeVarint(UInt64(batch.changes.count))
-            for change in batch.changes { writer.writeBlob(change) }
+            for change in batch.changes { encoder.encode(change, into: &writer) }
         case .ack(let ack):
             writer.write(Tag.ack.rawValue)
             writer.writeVarint(ack.cursor)
@@ -41,10 +48,19 @@ extension SyncMessage {
         return writer.bytes
     }
 
-    /// Decodes a frame's payload.
+    /// Decodes a frame's payload on a fresh connection.
     ///
-    /// - Throws: ``CRDTError`` with code `malformedEncoding` for anything malformed.
+    /// - Throws: ``CRDTError`` for anything malformed.
     public init(decoding bytes: [UInt8]) throws(CRDTError) {
+        var changes = CompactChangeDecoder()
+        try self.init(decoding: bytes, changes: &changes)
+    }
+
+    /// Decodes a frame's payload; a batch's changes go through the connection's
+    /// ``CompactChangeDecoder``.
+    ///
+    /// - Throws: ``CRDTError`` for anything malformed (bytes, identifiers, change structure).
+    public init(decoding bytes: [UInt8], changes decoder: inout CompactChangeDecoder) throws(CRDTError) {
         var reader = BinaryReader(bytes)
         let rawTag = try reader.readByte()
         switch Tag(rawValue: rawTag) {
@@ -66,9 +82,9 @@ extension SyncMessage {
             let finalByte = try reader.readByte()
             guard finalByte <= 1 else { throw reader.failure("final flag \(finalByte)") }
             let count = try reader.readCount(limit: 1 << 20, "change count")
-            var changes: [[UInt8]] = []
+            var changes: [Change] = []
             changes.reserveCapacity(min(count, 65_536))
-            for _ in 0..<count { changes.append(try reader.readBlob()) }
+            for _ in 0..<count { changes.append(try decoder.decode(from: &reader)) }
             self = .batch(
                 Batch(logIdentity: logIdentity, changes: changes, nextCursor: nextCursor, isFinal: finalByte == 1))
         case .ack:

@@ -50,14 +50,14 @@ public enum SyncMessage: Hashable, Sendable {
     public struct Batch: Hashable, Sendable {
         /// The identity of the sender's log.
         public var logIdentity: String
-        /// The canonical encodings of the changes, in the sender's arrival order.
-        public var changes: [[UInt8]]
+        /// The changes, in the sender's arrival order.
+        public var changes: [Change]
         /// Where the next pull resumes once this batch is applied.
         public var nextCursor: UInt64
         /// Whether this batch reaches the end of the sender's log.
         public var isFinal: Bool
 
-        public init(logIdentity: String, changes: [[UInt8]], nextCursor: UInt64, isFinal: Bool) {
+        public init(logIdentity: String, changes: [Change], nextCursor: UInt64, isFinal: Bool) {
             self.logIdentity = logIdentity
             self.changes = changes
             self.nextCursor = nextCursor

@@ -75,11 +75,11 @@ public struct SyncSession: Sendable {
 
     /// A page of the local log as the driver read it for the peer.
     public struct Page: Hashable, Sendable {
-        public var changes: [[UInt8]]
+        public var changes: [Change]
         public var nextCursor: UInt64
         public var isFinal: Bool
 
-        public init(changes: [[UInt8]], nextCursor: UInt64, isFinal: Bool) {
+        public init(changes: [Change], nextCursor: UInt64, isFinal: Bool) {
             self.changes = changes
             self.nextCursor = nextCursor
             self.isFinal = isFinal
@@ -214,7 +214,6 @@ public struct SyncSession: Sendable {
         summary.batchesReceived += 1
         summary.changesReceived += batch.changes.count
         summary.changesApplied += applied
-        summary.bytesReceived += batch.changes.reduce(0) { $0 + $1.count }
         var actions: [Action] = [.send(.ack(.init(cursor: batch.nextCursor)))]
         if batch.isFinal {
             puller = .finished
@@ -234,7 +233,6 @@ public struct SyncSession: Sendable {
         guard !ended, case .serving(_, true, let inFlight, false) = server else { return [] }
         summary.batchesSent += 1
         summary.changesSent += page.changes.count
-        summary.bytesSent += page.changes.reduce(0) { $0 + $1.count }
         let inFlightNow = inFlight + 1
         var actions: [Action] = [
             .send(
@@ -304,10 +302,8 @@ public struct SyncSummary: Hashable, Sendable {
     public var batchesReceived = 0
     public var changesReceived = 0
     public var changesApplied = 0
-    public var bytesReceived = 0
     public var batchesSent = 0
     public var changesSent = 0
-    public var bytesSent = 0
 
     public init() {}
 }

@@ -1,6 +1,9 @@
 import CaseMeshCRDT
 import CaseMeshSync
+import CaseMeshTestSupport
 import Testing
+
+let sampleChanges = RandomHistory(seed: 77).changes
 
 @Suite struct SyncMessageTests {
     static let messages: [SyncMessage] = [
@@ -9,7 +12,7 @@ import Testing
                 protocolVersion: 1, schemaVersion: 1, replica: try! ReplicaID("dong.office/server"), logIdentity: "ab12"
             )),
         .pull(.init(logIdentity: "ab12", cursor: 42)),
-        .batch(.init(logIdentity: "ab12", changes: [[1, 2, 3], [], [9]], nextCursor: 99, isFinal: true)),
+        .batch(.init(logIdentity: "ab12", changes: Array(sampleChanges.prefix(3)), nextCursor: 99, isFinal: true)),
         .ack(.init(cursor: 99)),
         .done,
         .refusal(.init(reason: "incompatible")),
@@ -36,6 +39,38 @@ import Testing
             _ = try? SyncMessage(decoding: noise)
         }
         #expect(throws: CRDTError.self) { try SyncMessage(decoding: [77]) }
+    }
+
+    @Test func batchesShareTheConnectionsStringTableAndRoundTrip() throws {
+        var encoder = CompactChangeEncoder()
+        var decoder = CompactChangeDecoder()
+        var sizes: [Int] = []
+        for chunk in stride(from: 0, to: sampleChanges.count, by: 5) {
+            let batch = SyncMessage.batch(
+                .init(
+                    logIdentity: "x", changes: Array(sampleChanges[chunk..<min(chunk + 5, sampleChanges.count)]),
+                    nextCursor: 1,
+                    isFinal: false))
+            let bytes = batch.encoded(changes: &encoder)
+            sizes.append(bytes.count)
+            #expect(try SyncMessage(decoding: bytes, changes: &decoder) == batch)
+        }
+        let canonical = sampleChanges.reduce(0) { $0 + $1.encoded().count }
+        #expect(sizes.reduce(0, +) < canonical / 2, "strings travel once per connection")
+    }
+
+    @Test func aReferenceToAStringNeverDefinedIsRefused() {
+        var encoder = CompactChangeEncoder()
+        let first = SyncMessage.batch(
+            .init(logIdentity: "x", changes: [sampleChanges[0]], nextCursor: 1, isFinal: false))
+        let second = SyncMessage.batch(
+            .init(logIdentity: "x", changes: [sampleChanges[1]], nextCursor: 2, isFinal: false))
+        _ = first.encoded(changes: &encoder)
+        let dependent = second.encoded(changes: &encoder)
+        var fresh = CompactChangeDecoder()
+        #expect(throws: CRDTError.self, "the second batch refers to strings the first defined") {
+            try SyncMessage(decoding: dependent, changes: &fresh)
+        }
     }
 }
 
@@ -87,9 +122,9 @@ import Testing
         _ = session.receive(hello)
         var actions = session.receive(.pull(.init(logIdentity: "local", cursor: 1)))
         #expect(actions == [.loadPage(cursor: 1)])
-        actions = session.pageLoaded(.init(changes: [[1]], nextCursor: 2, isFinal: false))
+        actions = session.pageLoaded(.init(changes: [sampleChanges[0]], nextCursor: 2, isFinal: false))
         #expect(actions.last == .loadPage(cursor: 2))
-        actions = session.pageLoaded(.init(changes: [[2]], nextCursor: 3, isFinal: false))
+        actions = session.pageLoaded(.init(changes: [sampleChanges[1]], nextCursor: 3, isFinal: false))
         #expect(actions.count == 1, "two pages in flight: wait for an ack")
         actions = session.receive(.ack(.init(cursor: 2)))
         #expect(actions == [.loadPage(cursor: 3)])
@@ -98,7 +133,7 @@ import Testing
     @Test func pullerAcksOnlyAfterTheBatchIsApplied() {
         var session = session()
         _ = session.receive(hello)
-        let batch = SyncMessage.Batch(logIdentity: "remote", changes: [[1]], nextCursor: 7, isFinal: true)
+        let batch = SyncMessage.Batch(logIdentity: "remote", changes: [sampleChanges[0]], nextCursor: 7, isFinal: true)
         #expect(session.receive(.batch(batch)) == [.applyBatch(batch)])
         let actions = session.batchApplied(1)
         #expect(actions == [.send(.ack(.init(cursor: 7))), .send(.done)])

@@ -67,11 +67,15 @@ struct SyncBench: AsyncParsableCommand {
         let peak = Memory.peakMegabytes()
         if let error = outcome.error { throw CLIError(message: "the pull failed: \(error)") }
         let held = try CLIError.wrap { try clientStore.logEnd() } - 1
-        guard held == UInt64(changes) else { throw CLIError(message: "node B holds \(held) changes, expected \(changes)") }
+        guard held == UInt64(changes) else {
+            throw CLIError(message: "node B holds \(held) changes, expected \(changes)")
+        }
         let traffic = client.transport.traffic.totals
 
         // The same changes applied without the network, for the ratio.
-        let referenceStore = try CLIError.wrap { try CaseStore.create(directory: root + "/c", replicaID: clientReplica) }
+        let referenceStore = try CLIError.wrap {
+            try CaseStore.create(directory: root + "/c", replicaID: clientReplica)
+        }
         var applySeconds = 0.0
         try SyncWorkload(
             origin: serverReplica, cases: cases, changes: changes, fields: fields, seed: seed,
@@ -108,7 +112,8 @@ struct SyncBench: AsyncParsableCommand {
         configuration.authority = authority.certificatePath
         var logger = Logger(label: "casemesh.bench")
         logger.logLevel = .error
-        return try Node(configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        return try Node(
+            configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
     }
 
     /// Two nodes that hold the same `idleCases` cases; the third sync between them is timed.
@@ -128,7 +133,9 @@ struct SyncBench: AsyncParsableCommand {
         let client = try makeNode(clientStore, authority: authority)
         // The first sync moves everything; the second carries the echo of what B relayed back.
         for _ in 0..<2 {
-            if let error = await client.sync(with: server.peer).error { throw CLIError(message: "idle setup: \(error)") }
+            if let error = await client.sync(with: server.peer).error {
+                throw CLIError(message: "idle setup: \(error)")
+            }
         }
         let before = client.transport.traffic.totals
         let started = ContinuousClock.now
@@ -170,7 +177,8 @@ struct SyncWorkload {
                 ops = participants.map { .insert(FieldKey(entity: "case", field: "participants"), $0) }
                 ops += fields.map { .assign($0, .string("init")) }
             } else {
-                let value = String(decoding: (0..<24).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
+                let value = String(
+                    decoding: (0..<24).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self)
                 ops = [.assign(fields.randomElement(using: &generator)!, .string(value))]
             }
             chunk.append(
@@ -193,7 +201,8 @@ final class ServeProcess {
 
     init(root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority) throws {
         let files = try authority.issue(replica)
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [
             "serve", "--data", data, "--listen", "127.0.0.1:0", "--cert", files.certificate, "--key", files.key, "--ca",

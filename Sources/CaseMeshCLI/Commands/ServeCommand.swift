@@ -69,7 +69,9 @@ struct SyncCommand: AsyncParsableCommand {
         var results: [JSONValue] = []
         for peer in configuration.peers {
             let started = ContinuousClock.now
+            let before = service.transport.traffic.totals
             let outcome = await service.sync(with: peer)
+            let after = service.transport.traffic.totals
             let seconds = (ContinuousClock.now - started).seconds
             let summary = outcome.summary
             if let error = outcome.error { failures.append("\(peer.replica): \(error)") }
@@ -81,8 +83,8 @@ struct SyncCommand: AsyncParsableCommand {
                     "received": .number(Int64(summary.changesReceived)),
                     "applied": .number(Int64(summary.changesApplied)),
                     "sent": .number(Int64(summary.changesSent)),
-                    "bytes_received": .number(Int64(summary.bytesReceived)),
-                    "bytes_sent": .number(Int64(summary.bytesSent)),
+                    "bytes_received": .number(Int64(after.received - before.received)),
+                    "bytes_sent": .number(Int64(after.sent - before.sent)),
                     "refused": .number(Int64(outcome.refused.count)),
                     "seconds": .double(seconds),
                 ]))
