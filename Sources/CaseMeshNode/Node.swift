@@ -1,7 +1,7 @@
 import CaseMeshCRDT
 public import CaseMeshNet
 public import CaseMeshStore
-import CaseMeshSync
+public import CaseMeshSync
 import Foundation
 public import Logging
 public import NIOCore
@@ -119,8 +119,11 @@ public actor Node: Service {
     }
 
     /// Runs a sync session on an authenticated connection and logs its outcome.
-    private func runSession(_ connection: PeerConnection, peer: ReplicaID) async -> SyncRunner.Outcome {
-        let runner = SyncRunner(store: store)
+    private func runSession(
+        _ connection: PeerConnection, peer: ReplicaID, progress: (@Sendable (SyncSummary) -> Void)? = nil
+    ) async -> SyncRunner.Outcome {
+        var runner = SyncRunner(store: store)
+        runner.progress = progress
         let outcome: SyncRunner.Outcome
         do {
             outcome = try await connection.channel.executeThenClose { inbound, outbound in
@@ -148,7 +151,11 @@ public actor Node: Service {
     }
 
     /// Dials one peer and syncs with it once.
-    public func sync(with peer: NodeConfiguration.Peer) async -> SyncRunner.Outcome {
+    ///
+    /// - Parameter progress: called after each batch pulled from the peer is applied.
+    public func sync(
+        with peer: NodeConfiguration.Peer, progress: (@Sendable (SyncSummary) -> Void)? = nil
+    ) async -> SyncRunner.Outcome {
         do {
             let connection = try await transport.connect(host: peer.host, port: peer.port)
             let certified: ReplicaID
@@ -163,7 +170,7 @@ public actor Node: Service {
                 throw NetError(
                     code: .unexpectedPeer, message: "\(peer.host):\(peer.port) is \(certified), not \(peer.replica)")
             }
-            let outcome = await runSession(connection, peer: certified)
+            let outcome = await runSession(connection, peer: certified, progress: progress)
             failures[peer.replica] = outcome.error == nil ? 0 : (failures[peer.replica] ?? 0) + 1
             return outcome
         } catch {

@@ -16,6 +16,8 @@ public struct SyncRunner: Sendable {
     /// A page's soft bounds.
     public var pageChanges = 16_384
     public var pageBytes = 4 << 20
+    /// Called after each pulled batch is applied, with the totals so far.
+    public var progress: (@Sendable (SyncSummary) -> Void)?
 
     public init(store: CaseStore) {
         self.store = store
@@ -68,6 +70,7 @@ public struct SyncRunner: Sendable {
                             checkpoint: batch.isFinal)
                         refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
                         actions += session.batchApplied(report.applied)
+                        progress?(session.summary)
                     case .finish(let summary):
                         try? store.recordSyncOutcome(peer: peer, error: nil)
                         return Outcome(summary: summary, error: nil, refused: refused)

@@ -149,8 +149,6 @@ struct LogPageReader {
     private let participants = FieldKey(entity: "case", field: "participants")
     private let participantsRef: Int64?
     private let participantsStatement: RawStatement?
-    /// The participants field path as it appears inside an encoded change.
-    private static let participantsPath = Array("case.participants".utf8)
 
     init(db: Database, schema: CaseSchema, institution: InstitutionID) throws {
         self.db = db
@@ -195,11 +193,21 @@ struct LogPageReader {
         return answer
     }
 
-    private mutating func canonical(_ entry: ChangeLogSegment.Entry) throws -> [UInt8] {
+    private var caseIDs: [Int64: CaseID] = [:]
+
+    /// A stored change, decoded with its case and origin from the interned tables.
+    private mutating func decode(_ entry: ChangeLogSegment.Entry) throws -> Change {
         guard let origin = coder.names[entry.replicaRef] else {
             throw StoreError(code: .corrupt, message: "the change log names an unknown replica")
         }
-        return Change.encoded(caseID: try caseKey(entry.caseRef), origin: origin.rawValue, rest: entry.rest)
+        let caseID: CaseID
+        if let known = caseIDs[entry.caseRef] {
+            caseID = known
+        } else {
+            caseID = try CaseID(try caseKey(entry.caseRef))
+            caseIDs[entry.caseRef] = caseID
+        }
+        return try Change(caseID: caseID, origin: origin, decodingRest: entry.rest)
     }
 
     mutating func page(from cursor: UInt64, maxChanges: Int, maxBytes: Int) throws -> LogPage {
@@ -216,7 +224,7 @@ struct LogPageReader {
         let segments = try Row.fetchCursor(
             db, sql: "SELECT firstArrival, body FROM changeSegment WHERE id >= ? ORDER BY id", arguments: [firstSegment]
         )
-        var changes: [[UInt8]] = []
+        var changes: [Change] = []
         var bytes = 0
         var next = start
         var isFinal = true
@@ -234,28 +242,25 @@ struct LogPageReader {
                 }
                 next = position + 1
                 guard try isEntitled(entry.caseRef) else { continue }
-                let encoded = try canonical(entry)
-                if start > 1, !joined.contains(entry.caseRef), try joinsWithHistory(encoded) {
+                let change = try decode(entry)
+                if start > 1, !joined.contains(entry.caseRef), joinsWithHistory(change) {
                     joined.insert(entry.caseRef)
                 }
-                bytes += encoded.count
-                changes.append(encoded)
+                bytes += entry.rest.count + 48
+                changes.append(change)
             }
         }
         // The institution joined these cases in this page: their history from before
         // the cursor goes first (what came after it is in the page already).
         let history = try history(ofCases: joined, before: start)
-        return LogPage(
-            changes: try (history + changes).map { bytes throws(CRDTError) in try Change(decoding: bytes) },
-            nextCursor: next,
-            isFinal: isFinal)
+        return LogPage(changes: history + changes, nextCursor: next, isFinal: isFinal)
     }
 
     /// Every change of the given cases that arrived before `arrival`, in order: one
     /// scan of the log for all of them.
-    private mutating func history(ofCases cases: Set<Int64>, before arrival: UInt64) throws -> [[UInt8]] {
+    private mutating func history(ofCases cases: Set<Int64>, before arrival: UInt64) throws -> [Change] {
         guard !cases.isEmpty else { return [] }
-        var result: [[UInt8]] = []
+        var result: [Change] = []
         let segments = try Row.fetchCursor(
             db, sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival < ? ORDER BY id",
             arguments: [Int64(arrival)])
@@ -263,7 +268,7 @@ struct LogPageReader {
             var position = UInt64(row[0] as Int64)
             for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
                 defer { position += 1 }
-                if position < arrival && cases.contains(entry.caseRef) { result.append(try canonical(entry)) }
+                if position < arrival && cases.contains(entry.caseRef) { result.append(try decode(entry)) }
             }
         }
         return result
@@ -271,17 +276,8 @@ struct LogPageReader {
 
     /// Whether this change adds the institution to its case's participants after
     /// earlier changes of the case (an opening change has no history to send).
-    private func joinsWithHistory(_ encoded: [UInt8]) throws -> Bool {
-        guard try addsInstitution(encoded) else { return false }
-        let change = try Change(decoding: encoded)
-        return !(change.seq == 1 && change.context.sortedEntries.isEmpty)
-    }
-
-    private func addsInstitution(_ encoded: [UInt8]) throws -> Bool {
-        // Most changes do not touch the participants: look for the field's path
-        // in the bytes before decoding the change.
-        guard Self.contains(encoded, Self.participantsPath) else { return false }
-        let change = try Change(decoding: encoded)
+    private func joinsWithHistory(_ change: Change) -> Bool {
+        guard !(change.seq == 1 && change.context.sortedEntries.isEmpty) else { return false }
         return change.ops.contains { op in
             if case .insert(let field, let element) = op {
                 return field == participants && element == institution.rawValue
@@ -290,14 +286,4 @@ struct LogPageReader {
         }
     }
 
-    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard let first = needle.first, haystack.count >= needle.count else { return false }
-        var index = 0
-        let last = haystack.count - needle.count
-        while index <= last {
-            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return true }
-            index += 1
-        }
-        return false
-    }
 }

@@ -23,15 +23,21 @@ import Testing
         }
         func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
         // A chain: dong dials senior, senior dials mental; every link syncs both ways.
-        let mental = try NodeProcess(data("mental") + tls["mental"]!, logPath: root + "/mental.log")
-        let senior = try NodeProcess(
-            data("senior") + tls["senior"]! + [
-                "--peer", "mental.centre/server=\(mental.address)", "--interval", "0.3",
-            ],
-            logPath: root + "/senior.log")
-        let dong = try NodeProcess(
-            data("dong") + tls["dong"]! + ["--peer", "senior.centre/server=\(senior.address)", "--interval", "0.3"],
-            logPath: root + "/dong.log")
+        func startChain() throws -> [NodeProcess] {
+            let mental = try NodeProcess(data("mental") + tls["mental"]!, logPath: root + "/mental.log")
+            let senior = try NodeProcess(
+                data("senior") + tls["senior"]! + [
+                    "--peer", "mental.centre/server=\(mental.address)", "--interval", "0.3",
+                ],
+                logPath: root + "/senior.log")
+            let dong = try NodeProcess(
+                data("dong") + tls["dong"]! + [
+                    "--peer", "senior.centre/server=\(senior.address)", "--interval", "0.3",
+                ],
+                logPath: root + "/dong.log")
+            return [dong, senior, mental]
+        }
+        var nodes = try startChain()
 
         // Local edits while the nodes run on the same data directories.
         let caseID = try Binary.ok(
@@ -41,12 +47,18 @@ import Testing
         #expect(
             try eventually { try Self.show(root + "/mental", caseID) != nil },
             "the case reached the mental centre through the senior centre")
+        #expect(
+            try eventually {
+                try Set(["dong", "senior", "mental"].map { try Self.show(root + "/" + $0, caseID) }).count == 1
+            })
 
-        // Concurrent edits of the same field on all three, and notes.
+        // Everyone goes offline (home visits) and edits the same field, and one adds a note.
+        for node in nodes { #expect(node.stop() == 0, "graceful shutdown on SIGTERM") }
         try Binary.ok(["case", "set", caseID, "riskLevel", "crisis"] + data("dong"))
         try Binary.ok(["case", "set", caseID, "riskLevel", "medium"] + data("senior"))
         try Binary.ok(["case", "set", caseID, "riskLevel", "low"] + data("mental"))
         try Binary.ok(["case", "note", caseID, "visit by the mental health centre"] + data("mental"))
+        nodes = try startChain()
         let converged = try eventually(60) {
             let views = try ["dong", "senior", "mental"].map { try Self.show(root + "/" + $0, caseID) }
             return views[0] != nil && views[0] == views[1] && views[1] == views[2]
@@ -65,7 +77,7 @@ import Testing
             as! [[String: Any]]
         #expect(peers.first?["peer"] as? String == "senior.centre/server")
         #expect(peers.first?["last_success"] is String)
-        for node in [dong, senior, mental] { #expect(node.stop() == 0, "graceful shutdown on SIGTERM") }
+        for node in nodes { #expect(node.stop() == 0, "graceful shutdown on SIGTERM") }
     }
 
     @Test func aNonParticipantHoldsNothingOfTheCaseInItsDatabase() throws {

@@ -72,7 +72,7 @@ struct MergeBench: ParsableCommand {
         return path
     }
 
-    private func runCaseMesh(_ workload: MergeWorkload, schema: CaseSchema) throws -> JSONValue {
+    func runCaseMesh(_ workload: MergeWorkload, schema: CaseSchema) throws -> JSONValue {
         let directory = try temporaryDirectory("casemesh")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try CLIError.wrap {

@@ -89,6 +89,18 @@ struct SyncBench: AsyncParsableCommand {
         server.stop()
 
         let idle = try await idleSync(root: root + "/idle", authority: authority, fields: fields)
+
+        // The merge benchmark's apply, with its default workload, in this same run.
+        let merge = try MergeBench.parse([])
+        let mergeResult = try merge.runCaseMesh(
+            try MergeWorkload(
+                cases: merge.cases, fieldCount: merge.fields, updatesPerReplica: merge.updates,
+                replicaCount: merge.replicas, seed: merge.seed, schema: schema),
+            schema: schema)
+        guard case .object(let mergeFields) = mergeResult, case .double(let mergeRate)? = mergeFields["ops_per_s"]
+        else {
+            throw CLIError(message: "the merge benchmark reported no rate")
+        }
         let result: [String: JSONValue] = [
             "bench": .string("sync"), "changes": .number(Int64(changes)), "cases": .number(Int64(cases)),
             "ops": .number(Int64(ops)), "seconds": .double(seconds), "ops_per_s": .double(Double(ops) / seconds),
@@ -98,6 +110,7 @@ struct SyncBench: AsyncParsableCommand {
             "rss_before_mb": .double(rssBefore), "peak_rss_mb": .double(peak),
             "apply_ops_per_s": .double(Double(ops) / applySeconds),
             "sync_over_apply": .double(applySeconds / seconds),
+            "merge_ops_per_s": .double(mergeRate), "sync_over_merge": .double(Double(ops) / seconds / mergeRate),
             "idle_cases": .number(Int64(idleCases)), "idle_sync_ms": .double(idle.milliseconds),
             "idle_sync_bytes": .number(Int64(idle.bytes)), "seed": .number(Int64(seed)),
         ]

@@ -70,7 +70,17 @@ struct SyncCommand: AsyncParsableCommand {
         for peer in configuration.peers {
             let started = ContinuousClock.now
             let before = service.transport.traffic.totals
-            let outcome = await service.sync(with: peer)
+            // On a terminal, a live line of what has arrived (on standard error, so the
+            // report on standard output stays clean).
+            let showProgress = !output.json && isatty(STDERR_FILENO) == 1
+            let outcome = await service.sync(with: peer) { summary in
+                guard showProgress else { return }
+                let seconds = max((ContinuousClock.now - started).seconds, 0.001)
+                let rate = Int(Double(summary.changesReceived) / seconds)
+                FileHandle.standardError.write(
+                    Data("\r  \(peer.replica): \(summary.changesReceived) changes received, \(rate)/s   ".utf8))
+            }
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
             let after = service.transport.traffic.totals
             let seconds = (ContinuousClock.now - started).seconds
             let summary = outcome.summary

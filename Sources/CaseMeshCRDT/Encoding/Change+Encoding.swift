@@ -57,6 +57,20 @@ extension Change {
     public init(from reader: inout BinaryReader) throws(CRDTError) {
         let caseID = try CaseID(reader.readString())
         let origin = try ReplicaID(reader.readString())
+        try self.init(caseID: caseID, origin: origin, restFrom: &reader)
+    }
+
+    /// Decodes the rest of a canonical encoding whose head (case ID and origin) is
+    /// already known, as a store that keeps the head in columns does.
+    ///
+    /// - Throws: ``CRDTError`` for anything malformed.
+    public init(caseID: CaseID, origin: ReplicaID, decodingRest bytes: [UInt8]) throws(CRDTError) {
+        var reader = BinaryReader(bytes)
+        try self.init(caseID: caseID, origin: origin, restFrom: &reader)
+        try reader.expectEnd()
+    }
+
+    private init(caseID: CaseID, origin: ReplicaID, restFrom reader: inout BinaryReader) throws(CRDTError) {
         let seq = try reader.readVarint()
         let physical = try reader.readVarint()
         let logicalRaw = try reader.readVarint()
