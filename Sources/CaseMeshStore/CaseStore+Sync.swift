@@ -84,6 +84,11 @@ extension CaseStore {
     public func applyPulled(
         _ changes: [Change], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool
     ) throws(StoreError) -> ApplyReport {
+        // Nothing new and the cursor where it was (an idle sync): no transaction, no fsync.
+        if changes.isEmpty, try pullCursor(for: peer) == (logIdentity, nextCursor) {
+            let nothingToCheckpoint = try read { db in try LogTail(db).isEmpty }
+            if !checkpoint || nothingToCheckpoint { return ApplyReport() }
+        }
         // The canonical encoding, rebuilt: exactly the bytes the origin wrote.
         let decoded = changes.map { (change: $0, body: $0.encoded()) }
         let order = decoded.indices.sorted { Change.causalOrder(decoded[$0].change, decoded[$1].change) }
@@ -108,17 +113,29 @@ extension CaseStore {
     }
 
     /// Records how a sync attempt with `peer` ended.
+    ///
+    /// - Note: This bookkeeping commits without waiting for the disk (synchronous
+    ///   NORMAL for this one transaction): after a power cut a peer's last-success
+    ///   time may be a sync behind, never its data or cursor, which commit with FULL.
     public func recordSyncOutcome(peer: ReplicaID, error: String?) throws(StoreError) {
         let now = Int64(clock.nowMillis())
         let peerName = peer.rawValue
-        try write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO peerState (peer, lastAttemptAt, lastSuccessAt, lastError) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (peer) DO UPDATE SET lastAttemptAt = excluded.lastAttemptAt,
-                    lastSuccessAt = coalesce(excluded.lastSuccessAt, peerState.lastSuccessAt), lastError = excluded.lastError
-                    """,
-                arguments: [peerName, now, error == nil ? now : nil, error])
+        try Self.wrapDatabaseErrors {
+            try writer.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                try db.inTransaction {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO peerState (peer, lastAttemptAt, lastSuccessAt, lastError) VALUES (?, ?, ?, ?)
+                            ON CONFLICT (peer) DO UPDATE SET lastAttemptAt = excluded.lastAttemptAt,
+                            lastSuccessAt = coalesce(excluded.lastSuccessAt, peerState.lastSuccessAt),
+                            lastError = excluded.lastError
+                            """,
+                        arguments: [peerName, now, error == nil ? now : nil, error])
+                    return .commit
+                }
+            }
         }
     }
 
