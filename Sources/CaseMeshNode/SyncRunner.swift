@@ -50,6 +50,7 @@ public struct SyncRunner: Sendable {
         } catch {
             return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
         }
+        let memo = LogPageMemo()
         var actions = session.start()
         var iterator = inbound.makeAsyncIterator()
         while true {
@@ -61,7 +62,8 @@ public struct SyncRunner: Sendable {
                         try await send(message)
                     case .loadPage(let cursor):
                         let page = try store.logPage(
-                            from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes)
+                            from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes,
+                            memo: memo)
                         actions += session.pageLoaded(
                             .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
                     case .applyBatch(let batch):

@@ -52,12 +52,15 @@ extension CaseStore {
     ///   - institution: the receiving institution, from its certificate.
     ///   - maxChanges: a soft bound on the page (a newly shared case's history may exceed it).
     ///   - maxBytes: likewise, in encoded bytes.
+    ///   - memo: what earlier pages of the same session learned; reused while the log
+    ///     has not grown since.
     public func logPage(
-        from cursor: UInt64, for institution: InstitutionID, maxChanges: Int = 4096, maxBytes: Int = 1 << 20
+        from cursor: UInt64, for institution: InstitutionID, maxChanges: Int = 4096, maxBytes: Int = 1 << 20,
+        memo: LogPageMemo = LogPageMemo()
     ) throws(StoreError) -> LogPage {
         let schema = schema
         return try read { db in
-            var reader = try LogPageReader(db: db, schema: schema, institution: institution)
+            var reader = try LogPageReader(db: db, schema: schema, institution: institution, memo: memo)
             defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
         }
@@ -154,6 +157,25 @@ extension CaseStore {
     }
 }
 
+/// What a sync session's pages of the log have learned so far: which cases the
+/// puller may see and their decoded IDs. Entitlements stay valid only while the
+/// log has not grown (a new change may add or remove a participant), so they are
+/// dropped whenever its end moves.
+public final class LogPageMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    fileprivate var logEnd: Int64 = -1
+    fileprivate var entitled: [Int64: Bool] = [:]
+    fileprivate var caseIDs: [Int64: CaseID] = [:]
+
+    public init() {}
+
+    fileprivate func withLock<T>(_ body: (LogPageMemo) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(self)
+    }
+}
+
 /// Reads pages of the change log for one institution (see ``CaseStore/logPage(from:for:maxChanges:maxBytes:)``).
 struct LogPageReader {
     let db: Database
@@ -167,8 +189,11 @@ struct LogPageReader {
     private let participantsRef: Int64?
     private let participantsStatement: RawStatement?
 
-    init(db: Database, schema: CaseSchema, institution: InstitutionID) throws {
+    private let memo: LogPageMemo
+
+    init(db: Database, schema: CaseSchema, institution: InstitutionID, memo: LogPageMemo = LogPageMemo()) throws {
         self.db = db
+        self.memo = memo
         self.schema = schema
         self.institution = institution
         tail = try LogTail(db)
@@ -177,8 +202,16 @@ struct LogPageReader {
         participantsStatement = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
     }
 
-    /// Releases the prepared statement.
-    func close() { participantsStatement?.finalize() }
+    /// Releases the prepared statement and hands what it learned to the memo.
+    func close() {
+        participantsStatement?.finalize()
+        let entitled = entitled
+        let caseIDs = caseIDs
+        memo.withLock { memo in
+            memo.entitled.merge(entitled) { _, new in new }
+            memo.caseIDs.merge(caseIDs) { _, new in new }
+        }
+    }
 
     private mutating func caseKey(_ caseRef: Int64) throws -> String {
         if let key = caseKeys[caseRef] { return key }
