@@ -50,6 +50,11 @@ let package = Package(
         ),
         .target(name: "CaseMeshSync", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
         .target(
+            name: "CaseMeshSimulation",
+            dependencies: ["CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "CaseMeshNet",
             dependencies: [
                 "CaseMeshCRDT", "CaseMeshSync",
@@ -77,7 +82,7 @@ let package = Package(
         .target(
             name: "CaseMeshCLI",
             dependencies: [
-                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNode",
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNode", "CaseMeshSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
@@ -108,6 +113,9 @@ let package = Package(
             name: "CaseMeshSyncTests",
             dependencies: ["CaseMeshSync", "CaseMeshNode", "CaseMeshStore", "CaseMeshTestSupport"],
             swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CaseMeshSimulationTests", dependencies: ["CaseMeshSimulation"], swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CaseMeshEndToEndTests",

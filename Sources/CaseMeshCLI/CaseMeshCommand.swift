@@ -13,7 +13,8 @@ public struct CaseMeshCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, CaseCommand.self, ConflictsCommand.self, ResolveCommand.self, ChangesCommand.self,
-            ServeCommand.self, SyncCommand.self, PeersCommand.self, DemoCommand.self, BenchCommand.self,
+            ServeCommand.self, SyncCommand.self, PeersCommand.self, HarnessCommand.self, DemoCommand.self,
+            BenchCommand.self,
         ]
     )
 

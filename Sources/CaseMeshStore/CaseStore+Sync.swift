@@ -337,3 +337,12 @@ struct LogPageReader {
     }
 
 }
+
+extension CaseStore {
+    /// Forgets how far this node has pulled every peer's log, so the next sync with
+    /// each pulls it whole again (what it already holds is skipped). For a full
+    /// resync after a clock was fixed or a store restored.
+    public func forgetPullCursors() throws(StoreError) {
+        try write { db in try db.execute(sql: "UPDATE peerState SET pullCursor = 1, logIdentity = ''") }
+    }
+}

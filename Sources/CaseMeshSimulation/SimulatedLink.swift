@@ -1,0 +1,95 @@
+import CaseMeshCRDT
+import CaseMeshStore
+import CaseMeshSync
+
+/// Runs the real sync session logic between two stores in one thread, message by
+/// message, so a run is reproducible from its seed; the connection can be cut after
+/// any message (a dropped connection, a cable pulled).
+struct SimulatedLink {
+    struct Result {
+        var finished: Bool
+        var changesMoved: Int
+    }
+
+    /// Syncs `a` and `b`; with `cutAfter`, the connection breaks after that many messages.
+    static func sync(_ a: CaseStore, _ b: CaseStore, cutAfter: Int?) throws -> Result {
+        var sideA = try Side(store: a, peer: b.replicaID)
+        var sideB = try Side(store: b, peer: a.replicaID)
+        var toA: [SyncMessage] = []
+        var toB: [SyncMessage] = []
+        var delivered = 0
+        toB += try sideA.perform(sideA.session.start(), outbox: &toB)
+        toA += try sideB.perform(sideB.session.start(), outbox: &toA)
+        while !(sideA.session.isEnded && sideB.session.isEnded) {
+            if let cutAfter, delivered >= cutAfter {
+                _ = try sideA.perform(sideA.session.connectionLost("cut"), outbox: &toB)
+                _ = try sideB.perform(sideB.session.connectionLost("cut"), outbox: &toA)
+                break
+            }
+            if !toB.isEmpty {
+                let message = toB.removeFirst()
+                delivered += 1
+                _ = try sideB.perform(sideB.session.receive(message), outbox: &toA)
+            } else if !toA.isEmpty {
+                let message = toA.removeFirst()
+                delivered += 1
+                _ = try sideA.perform(sideA.session.receive(message), outbox: &toB)
+            } else {
+                // Nothing in flight and not ended: a stuck protocol.
+                throw SimulationError("sync between \(a.replicaID) and \(b.replicaID) stalled")
+            }
+        }
+        return Result(
+            finished: sideA.finished && sideB.finished,
+            changesMoved: sideA.session.summary.changesApplied + sideB.session.summary.changesApplied)
+    }
+
+    private struct Side {
+        let store: CaseStore
+        let peer: ReplicaID
+        var session: SyncSession
+        var finished = false
+
+        init(store: CaseStore, peer: ReplicaID) throws {
+            self.store = store
+            self.peer = peer
+            let cursor = try store.pullCursor(for: peer)
+            session = SyncSession(
+                configuration: .init(schemaVersion: UInt64(store.schema.version)),
+                local: .init(replica: store.replicaID, logIdentity: try store.logIdentity()), peer: peer,
+                pullFrom: .init(logIdentity: cursor.logIdentity, cursor: cursor.cursor))
+        }
+
+        /// Performs actions until only sends remain; sends go to `outbox`.
+        mutating func perform(_ actions: [SyncSession.Action], outbox: inout [SyncMessage]) throws -> [SyncMessage] {
+            var queue = actions
+            while !queue.isEmpty {
+                switch queue.removeFirst() {
+                case .send(let message):
+                    outbox.append(message)
+                case .loadPage(let cursor):
+                    let page = try store.logPage(from: cursor, for: peer.institution, maxChanges: 7)
+                    queue += session.pageLoaded(
+                        .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
+                case .applyBatch(let batch):
+                    let report = try store.applyPulled(
+                        batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
+                        checkpoint: batch.isFinal)
+                    queue += session.batchApplied(report.applied)
+                case .finish:
+                    finished = true
+                case .fail:
+                    finished = false
+                }
+            }
+            return []
+        }
+    }
+}
+
+/// A failure of the simulation itself (not a property violation).
+struct SimulationError: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) { self.description = description }
+}
