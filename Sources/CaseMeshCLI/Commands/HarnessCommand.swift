@@ -21,6 +21,7 @@ struct HarnessCommand: ParsableCommand {
     @Option(help: "The first run's seed.") var seed: UInt64 = 1
     @Option(help: "Runs.") var runs = 1
     @Option(help: "Faults to inject, comma-separated, or 'all' or 'none'.") var faults = "all"
+    @Option(help: "Play a scripted scenario (JSON, see scenarios/) instead of random runs.") var scenario: String?
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -48,6 +49,7 @@ struct HarnessCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let scenario { return try play(scenario) }
         var configuration = SimulationConfiguration()
         configuration.replicas = replicas
         configuration.cases = cases
@@ -98,5 +100,30 @@ struct HarnessCommand: ParsableCommand {
                 message:
                     "seed \(first.seed) violates: \(first.violations[0]) (rerun with --seed \(first.seed) --runs 1)")
         }
+    }
+
+    private func play(_ path: String) throws {
+        let directory = NSTemporaryDirectory() + "casemesh-scenario-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let failures: [String]
+        let name: String
+        do {
+            let loaded = try Scenario.load(path)
+            name = loaded.name
+            failures = try ScenarioRunner().run(loaded, directory: directory)
+        } catch {
+            throw CLIError(message: "\(path): \(error)")
+        }
+        if output.json {
+            emit(
+                JSONValue.object([
+                    "scenario": .string(name), "ok": .bool(failures.isEmpty),
+                    "failures": .array(failures.map(JSONValue.string)),
+                ]).text)
+        } else {
+            emit("\(failures.isEmpty ? "ok" : "FAILED"): \(name)")
+            for failure in failures { emit("  \(failure)") }
+        }
+        if let first = failures.first { throw CLIError(message: "\(path): \(first)") }
     }
 }
