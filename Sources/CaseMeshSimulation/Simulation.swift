@@ -83,34 +83,154 @@ public final class Simulation {
 
     func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &generator)] }
 
+    /// The steps this run has executed (or replayed), for a trace.
+    public private(set) var trace: [SimulationStep] = []
+
     /// Runs the steps, heals, syncs to quiescence and checks.
     public func run() throws -> SimulationReport {
         for _ in 0..<configuration.steps {
-            try step()
+            for step in try nextSteps() { try execute(step) }
             report.steps += 1
         }
+        return try finish()
+    }
+
+    /// Runs the given steps instead of generated ones (a trace), then heals and checks.
+    public func replay(_ steps: [SimulationStep]) throws -> SimulationReport {
+        for step in steps {
+            try execute(step)
+            report.steps += 1
+        }
+        return try finish()
+    }
+
+    private func finish() throws -> SimulationReport {
         try quiesce()
         try check()
         report.changes = acknowledged.count
         return report
     }
 
-    private func step() throws {
+    /// Decides the next step from the seed and the replicas' state.
+    private func nextSteps() throws -> [SimulationStep] {
         // Shared time; often it does not move between steps, so concurrent writes on
         // different replicas can carry the very same timestamp (the tie-break case).
         let elapsed = chance(40) ? 0 : UInt64.random(in: 1...2_000, using: &generator)
-        for clock in clocks { clock.advance(by: elapsed) }
+        let replica = Int.random(in: 0..<stores.count, using: &generator)
+        let other = Int.random(in: 0..<stores.count, using: &generator)
         let roll = Int.random(in: 0..<100, using: &generator)
+        var step: SimulationStep?
         switch roll {
-        case 0..<12 where caseIDs.count < configuration.cases || caseIDs.isEmpty: try openCase()
-        case 0..<45: try edit()
-        case 45..<52 where has(.membership): try changeMembership()
-        case 52..<75: try syncPair()
-        case 75..<82 where has(.duplicate) || has(.reorder): try deliverBundle()
-        case 82..<87 where has(.partition): splitOrHeal()
-        case 87..<92 where has(.crash): try crash()
-        case 92..<95 where has(.skew): skewAClock()
-        default: try syncPair()
+        case 0..<12 where caseIDs.count < configuration.cases || caseIDs.isEmpty:
+            step = .open(replica: replica, participants: stores.indices.filter { $0 != replica && chance(50) })
+        case 0..<45:
+            if let caseIndex = try participatingCase(replica) {
+                step = .edit(replica: replica, caseIndex: caseIndex, operations: randomEdits())
+            }
+        case 45..<52 where has(.membership):
+            if let caseIndex = try participatingCase(replica) {
+                step = .membership(replica: replica, caseIndex: caseIndex, institution: other, add: chance(70))
+            }
+        case 75..<82 where has(.duplicate) || has(.reorder):
+            let size = 64
+            var order = Array(0..<size)
+            if has(.reorder) { order.shuffle(using: &generator) }
+            step = .bundle(
+                source: replica, target: other, take: Int.random(in: 1...size, using: &generator),
+                repeats: (0..<size).map { _ in has(.duplicate) && chance(30) }, order: order,
+                batch: Int.random(in: 1...8, using: &generator))
+        case 82..<87 where has(.partition):
+            step = .partition(groups: partition.isEmpty ? stores.indices.map { _ in chance(50) ? 1 : 0 } : [])
+        case 87..<92 where has(.crash):
+            step = .crash(replica: replica)
+        case 92..<95 where has(.skew):
+            step = .skew(replica: replica, milliseconds: chance(50) ? 3 * 86_400_000 : 0)
+        default:
+            let cut = has(.drop) && chance(25) ? Int.random(in: 0..<12, using: &generator) : nil
+            step = .sync(a: replica, b: other, cutAfter: cut)
+        }
+        return [.advance(milliseconds: elapsed)] + (step.map { [$0] } ?? [])
+    }
+
+    private func randomEdits() -> [SimulationStep.Edit] {
+        (0..<Int.random(in: 1...3, using: &generator)).map { _ in
+            switch Int.random(in: 0..<6, using: &generator) {
+            case 0: .init(kind: "riskLevel", argument: pick(["low", "medium", "high", "crisis"]))
+            case 1: .init(kind: "stage", argument: pick(["intake", "assessment", "planning"]))
+            case 2: .init(kind: "tag+", argument: pick(["isolation", "meals", "debt"]))
+            case 3: .init(kind: "tag-", argument: pick(["isolation", "meals", "debt"]))
+            case 4: .init(kind: "household.size", argument: String(Int.random(in: 1...5, using: &generator)))
+            default: .init(kind: "note", argument: "visit \(report.steps)")
+            }
+        }
+    }
+
+    /// Carries out one step; a step that no longer applies does nothing.
+    func execute(_ step: SimulationStep) throws {
+        trace.append(step)
+        let count = stores.count
+        func valid(_ indices: Int...) -> Bool { indices.allSatisfy { (0..<count).contains($0) } }
+        switch step {
+        case .advance(let milliseconds):
+            for clock in clocks { clock.advance(by: milliseconds) }
+        case .open(let replica, let participants):
+            guard valid(replica) else { return }
+            var ops: [FieldOperation] = [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))]
+            for index in participants where valid(index) && index != replica {
+                ops.append(.insert(Self.participants, institutions[index]))
+            }
+            try commit(replica) { store in
+                let change = try store.openCase(ops: ops, using: &generator)
+                caseIDs.append(change.caseID)
+                return change
+            }
+        case .edit(let replica, let caseIndex, let operations):
+            guard valid(replica), caseIDs.indices.contains(caseIndex) else { return }
+            let ops: [FieldOperation] = operations.map { edit in
+                switch edit.kind {
+                case "riskLevel", "stage": .assign(FieldKey(entity: "case", field: edit.kind), .string(edit.argument))
+                case "tag+": .insert(FieldKey(entity: "case", field: "tags"), edit.argument)
+                case "tag-": .remove(FieldKey(entity: "case", field: "tags"), edit.argument)
+                case "household.size":
+                    .assign(FieldKey(entity: "household", field: "size"), .integer(Int64(edit.argument) ?? 1))
+                default: .append(FieldKey(entity: "case", field: "notes"), edit.argument)
+                }
+            }
+            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
+        case .membership(let replica, let caseIndex, let institution, let add):
+            guard valid(replica, institution), caseIDs.indices.contains(caseIndex), add || institution != replica else {
+                return
+            }
+            let op: FieldOperation =
+                add
+                ? .insert(Self.participants, institutions[institution])
+                : .remove(Self.participants, institutions[institution])
+            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: [op]) }
+        case .sync(let a, let b, let cutAfter):
+            guard valid(a, b), a != b, connected(a, b) else { return }
+            _ = try SimulatedLink.sync(stores[a], stores[b], cutAfter: cutAfter)
+            report.syncs += 1
+        case .bundle(let source, let target, let take, let repeats, let order, let batch):
+            guard valid(source, target), source != target, connected(source, target) else { return }
+            let institution = try InstitutionID(institutions[target])
+            let held = try stores[source].encodedChanges(for: institution).map { try Change(decoding: $0) }
+            guard !held.isEmpty else { return }
+            let chosen = Array(held.suffix(min(max(1, take), held.count)))
+            var delivered: [Change] = []
+            for position in order where chosen.indices.contains(position) {
+                delivered.append(chosen[position])
+                if repeats.indices.contains(position) && repeats[position] { delivered.append(chosen[position]) }
+            }
+            _ = try stores[target].apply(delivered, batchSize: max(1, batch))
+        case .partition(let groups):
+            partition.removeAll()
+            for (index, group) in groups.enumerated() where valid(index) { partition[index] = group }
+        case .crash(let replica):
+            guard valid(replica) else { return }
+            try crash(replica)
+        case .skew(let replica, let milliseconds):
+            guard valid(replica) else { return }
+            clocks[replica].setSkew(milliseconds)
         }
     }
 
@@ -126,100 +246,28 @@ public final class Simulation {
         }
     }
 
+    /// Commits only when the replica holds the case and its institution takes part.
+    private func commitIfParticipating(_ replica: Int, _ caseIndex: Int, _ body: (CaseStore) throws -> Change) throws {
+        guard let summary = try stores[replica].caseSummaries().first(where: { $0.caseID == caseIDs[caseIndex] }),
+            summary.participants.contains(institutions[replica])
+        else { return }
+        try commit(replica, body)
+    }
+
     static let participants = FieldKey(entity: "case", field: "participants")
 
-    private func openCase() throws {
-        let replica = Int.random(in: 0..<stores.count, using: &generator)
-        var ops: [FieldOperation] = [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))]
-        for (index, institution) in institutions.enumerated() where index != replica && chance(50) {
-            ops.append(.insert(Self.participants, institution))
-        }
-        try commit(replica) { store in
-            let change = try store.openCase(ops: ops, using: &generator)
-            caseIDs.append(change.caseID)
-            return change
-        }
-    }
-
-    /// A case the replica holds and takes part in, if any.
-    private func participatingCase(_ replica: Int) throws -> CaseID? {
+    /// The index of a case the replica holds and takes part in, if any.
+    private func participatingCase(_ replica: Int) throws -> Int? {
         let held = try stores[replica].caseSummaries().filter { $0.participants.contains(institutions[replica]) }
-        return held.isEmpty ? nil : pick(held).caseID
-    }
-
-    private func edit() throws {
-        let replica = Int.random(in: 0..<stores.count, using: &generator)
-        guard let caseID = try participatingCase(replica) else { return }
-        var ops: [FieldOperation] = []
-        for _ in 0..<Int.random(in: 1...3, using: &generator) {
-            switch Int.random(in: 0..<6, using: &generator) {
-            case 0:
-                ops.append(
-                    .assign(
-                        FieldKey(entity: "case", field: "riskLevel"),
-                        .string(pick(["low", "medium", "high", "crisis"]))))
-            case 1:
-                ops.append(
-                    .assign(
-                        FieldKey(entity: "case", field: "stage"), .string(pick(["intake", "assessment", "planning"]))))
-            case 2: ops.append(.insert(FieldKey(entity: "case", field: "tags"), pick(["isolation", "meals", "debt"])))
-            case 3: ops.append(.remove(FieldKey(entity: "case", field: "tags"), pick(["isolation", "meals", "debt"])))
-            case 4:
-                ops.append(
-                    .assign(
-                        FieldKey(entity: "household", field: "size"),
-                        .integer(Int64.random(in: 1...5, using: &generator))))
-            default: ops.append(.append(FieldKey(entity: "case", field: "notes"), "visit \(report.steps)"))
-            }
-        }
-        try commit(replica) { try $0.write(caseID: caseID, ops: ops) }
-    }
-
-    private func changeMembership() throws {
-        let replica = Int.random(in: 0..<stores.count, using: &generator)
-        guard let caseID = try participatingCase(replica) else { return }
-        let other = pick(institutions)
-        let op: FieldOperation = chance(70) ? .insert(Self.participants, other) : .remove(Self.participants, other)
-        if case .remove(_, let element) = op, element == institutions[replica] { return }
-        try commit(replica) { try $0.write(caseID: caseID, ops: [op]) }
+        guard !held.isEmpty else { return nil }
+        return caseIDs.firstIndex(of: pick(held).caseID)
     }
 
     private func connected(_ a: Int, _ b: Int) -> Bool { partition[a, default: 0] == partition[b, default: 0] }
 
-    private func syncPair() throws {
-        let a = Int.random(in: 0..<stores.count, using: &generator)
-        let b = Int.random(in: 0..<stores.count, using: &generator)
-        guard a != b, connected(a, b) else { return }
-        let cut = has(.drop) && chance(25) ? Int.random(in: 0..<12, using: &generator) : nil
-        _ = try SimulatedLink.sync(stores[a], stores[b], cutAfter: cut)
-        report.syncs += 1
-    }
-
-    private func deliverBundle() throws {
-        let source = Int.random(in: 0..<stores.count, using: &generator)
-        let target = Int.random(in: 0..<stores.count, using: &generator)
-        guard source != target, connected(source, target) else { return }
-        let institution = try InstitutionID(institutions[target])
-        var changes = try stores[source].encodedChanges(for: institution).map { try Change(decoding: $0) }
-        guard !changes.isEmpty else { return }
-        changes = Array(changes.suffix(Int.random(in: 1...changes.count, using: &generator)))
-        if has(.duplicate) { changes += changes.filter { _ in chance(30) } }
-        if has(.reorder) { changes.shuffle(using: &generator) }
-        _ = try stores[target].apply(changes, batchSize: Int.random(in: 1...8, using: &generator))
-    }
-
-    private func splitOrHeal() {
-        if partition.isEmpty {
-            for index in stores.indices { partition[index] = chance(50) ? 1 : 0 }
-        } else {
-            partition.removeAll()
-        }
-    }
-
     /// Restarts a replica: it first logs a batch from a peer without checkpointing,
     /// as if killed right after, then reopens its store with a cold cache.
-    private func crash() throws {
-        let replica = Int.random(in: 0..<stores.count, using: &generator)
+    private func crash(_ replica: Int) throws {
         let peer = (replica + 1) % stores.count
         if connected(replica, peer) {
             let page = try stores[peer].logPage(from: 1, for: try InstitutionID(institutions[replica]))
@@ -232,11 +280,6 @@ public final class Simulation {
         if try snapshots(ofAll: replica) != before {
             report.violations.append("step \(report.steps): replica \(replica) shows different cases after a restart")
         }
-    }
-
-    private func skewAClock() {
-        let replica = Int.random(in: 0..<stores.count, using: &generator)
-        clocks[replica].setSkew(chance(50) ? 3 * 86_400_000 : 0)
     }
 
     /// Heals every fault and syncs every pair until a round moves nothing.

@@ -4,10 +4,10 @@ import Testing
 
 /// Seeded simulations of five institutions under every fault: partitions, cut
 /// connections, duplicated and reordered deliveries, restarts with unflushed state,
-/// a clock three days ahead, participants joining and leaving. Each chunk runs 20
-/// seeds; a failure names the seed (`casemesh harness --seed N --runs 1` replays it).
+/// a clock three days ahead, participants joining and leaving. Ten chunks of 20
+/// seeds (200 runs); a failure names the seed (`casemesh harness --seed N --runs 1` replays it).
 @Suite struct SimulationTests {
-    @Test(arguments: 0..<5)
+    @Test(arguments: 0..<10)
     func randomRunsUnderAllFaultsViolateNothing(chunk: Int) throws {
         for seed in UInt64(chunk * 20 + 1)...UInt64(chunk * 20 + 20) {
             var configuration = SimulationConfiguration()
@@ -34,5 +34,42 @@ import Testing
         let first = try run()
         let second = try run()
         #expect((first.changes, first.syncs, first.conflicts) == (second.changes, second.syncs, second.conflicts))
+    }
+}
+
+/// A run's recorded steps replay to the same run, and survive a trip through a file.
+@Suite struct TraceTests {
+    @Test func aTraceReplaysToTheSameRun() throws {
+        var configuration = SimulationConfiguration()
+        configuration.seed = 99
+        let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let simulation = try Simulation(configuration: configuration, directory: directory)
+        let original = try simulation.run()
+        let path = directory + "-trace.json"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SimulationTrace(seed: 99, replicas: configuration.replicas, violations: [], steps: simulation.trace).write(
+            to: path)
+        let trace = try SimulationTrace.read(path)
+        #expect(trace.steps == simulation.trace)
+        let replayed = try Simulation.replay(trace.steps, configuration: configuration)
+        #expect(replayed.violations.isEmpty)
+        #expect(
+            (replayed.changes, replayed.syncs, replayed.conflicts) == (
+                original.changes, original.syncs, original.conflicts
+            ))
+    }
+
+    @Test func shrinkingKeepsNothingWhenNothingFails() throws {
+        var configuration = SimulationConfiguration()
+        configuration.seed = 5
+        configuration.steps = 10
+        let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let simulation = try Simulation(configuration: configuration, directory: directory)
+        _ = try simulation.run()
+        // A passing trace cannot be shrunk: every removal still passes, so nothing is kept as failing.
+        let shrunk = try Simulation.shrink(simulation.trace, configuration: configuration, attempts: 5)
+        #expect(shrunk.count == simulation.trace.count)
     }
 }

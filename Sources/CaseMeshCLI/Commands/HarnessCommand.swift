@@ -22,6 +22,8 @@ struct HarnessCommand: ParsableCommand {
     @Option(help: "Runs.") var runs = 1
     @Option(help: "Faults to inject, comma-separated, or 'all' or 'none'.") var faults = "all"
     @Option(help: "Play a scripted scenario (JSON, see scenarios/) instead of random runs.") var scenario: String?
+    @Option(help: "Run a trace file written by a failing run again.") var replay: String?
+    @Option(help: "Where a failing run's shrunk trace is written.") var traceOut = "casemesh-harness-failure.json"
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -50,6 +52,7 @@ struct HarnessCommand: ParsableCommand {
 
     func run() throws {
         if let scenario { return try play(scenario) }
+        if let replay { return try replayTrace(replay) }
         var configuration = SimulationConfiguration()
         configuration.replicas = replicas
         configuration.cases = cases
@@ -96,9 +99,19 @@ struct HarnessCommand: ParsableCommand {
                     + "\(totals.conflicts) conflicts seen, \(failures.count) runs with violations (\(Int(seconds)) s)")
         }
         if let first = failures.first {
+            // Shrink the first failing run to the fewest steps that still fail, for --replay.
+            configuration.seed = first.seed
+            let directory = NSTemporaryDirectory() + "casemesh-harness-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let failing = try Simulation(configuration: configuration, directory: directory)
+            _ = try failing.run()
+            let shrunk = try Simulation.shrink(failing.trace, configuration: configuration)
+            let final = try Simulation.replay(shrunk, configuration: configuration)
+            try SimulationTrace(seed: first.seed, replicas: replicas, violations: final.violations, steps: shrunk)
+                .write(to: traceOut)
             throw CLIError(
-                message:
-                    "seed \(first.seed) violates: \(first.violations[0]) (rerun with --seed \(first.seed) --runs 1)")
+                message: "seed \(first.seed) violates: \(first.violations[0]); shrunk from \(failing.trace.count) to "
+                    + "\(shrunk.count) steps in \(traceOut) (casemesh harness --replay \(traceOut))")
         }
     }
 
@@ -125,5 +138,29 @@ struct HarnessCommand: ParsableCommand {
             for failure in failures { emit("  \(failure)") }
         }
         if let first = failures.first { throw CLIError(message: "\(path): \(first)") }
+    }
+
+    private func replayTrace(_ path: String) throws {
+        let trace: SimulationTrace
+        do {
+            trace = try SimulationTrace.read(path)
+        } catch {
+            throw CLIError(message: "\(error)")
+        }
+        var configuration = SimulationConfiguration()
+        configuration.replicas = trace.replicas
+        configuration.seed = trace.seed
+        let report = try Simulation.replay(trace.steps, configuration: configuration)
+        if output.json {
+            emit(
+                JSONValue.object([
+                    "steps": .number(Int64(trace.steps.count)),
+                    "violations": .array(report.violations.map(JSONValue.string)),
+                ]).text)
+        } else {
+            emit("replayed \(trace.steps.count) steps: \(report.violations.count) violations")
+            for violation in report.violations { emit("  \(violation)") }
+        }
+        if let first = report.violations.first { throw CLIError(message: "\(path): \(first)") }
     }
 }
