@@ -280,6 +280,8 @@ struct LogPageReader {
         var isFinal = true
         // Cases the institution joins in this page with a history before the cursor.
         var joined: Set<Int64> = []
+        // Changes that removed the institution from a case, found in this page.
+        var removals: [(caseRef: Int64, change: Change, arrival: UInt64)] = []
         scan: while let row = try segments.next() {
             var position = UInt64(row[0] as Int64)
             let entries = try ChangeLogSegment.entries(of: [UInt8](row[1] as Data))
@@ -291,7 +293,16 @@ struct LogPageReader {
                     break scan
                 }
                 next = position + 1
-                guard try isEntitled(entry.caseRef) else { continue }
+                guard try isEntitled(entry.caseRef) else {
+                    // Not a participant now, but this change may be the one that removed
+                    // it: that change, with what it had seen, still goes to it, so a
+                    // removal concurrent with its own edits cannot strand them.
+                    if byteSequence(entry.rest, contains: institutionBytes) {
+                        let change = try decode(entry)
+                        if removesInstitution(change) { removals.append((entry.caseRef, change, position)) }
+                    }
+                    continue
+                }
                 let change = try decode(entry)
                 if start > 1, !joined.contains(entry.caseRef), joinsWithHistory(change) {
                     joined.insert(entry.caseRef)
@@ -303,7 +314,24 @@ struct LogPageReader {
         // The institution joined these cases in this page: their history from before
         // the cursor goes first (what came after it is in the page already).
         let history = try history(ofCases: joined, before: start)
-        return LogPage(changes: history + changes, nextCursor: next, isFinal: isFinal)
+        var departures: [Change] = []
+        for removal in removals {
+            let seen = try self.history(ofCases: [removal.caseRef], before: removal.arrival).filter {
+                removal.change.context.contains($0.dot)
+            }
+            // Only an institution the removal actually took out (it had been added in
+            // what the removal had seen) learns of it; others learn nothing of the case.
+            let wasParticipant = seen.contains { change in
+                change.ops.contains { op in
+                    if case .insert(let field, let element) = op {
+                        return field == participants && element == institution.rawValue
+                    }
+                    return false
+                }
+            }
+            if wasParticipant { departures += seen + [removal.change] }
+        }
+        return LogPage(changes: departures + history + changes, nextCursor: next, isFinal: isFinal)
     }
 
     /// Every change of the given cases that arrived before `arrival`, in order: one
@@ -322,6 +350,18 @@ struct LogPageReader {
             }
         }
         return result
+    }
+
+    private var institutionBytes: [UInt8] { Array(institution.rawValue.utf8) }
+
+    /// Whether this change removes the institution from its case's participants.
+    private func removesInstitution(_ change: Change) -> Bool {
+        change.ops.contains { op in
+            if case .remove(let field, let element) = op {
+                return field == participants && element == institution.rawValue
+            }
+            return false
+        }
     }
 
     /// Whether this change adds the institution to its case's participants after
@@ -345,4 +385,17 @@ extension CaseStore {
     public func forgetPullCursors() throws(StoreError) {
         try write { db in try db.execute(sql: "UPDATE peerState SET pullCursor = 1, logIdentity = ''") }
     }
+
+}
+
+/// Whether `needle` occurs in `haystack` (a cheap test before decoding a change).
+private func byteSequence(_ haystack: [UInt8], contains needle: [UInt8]) -> Bool {
+    guard let first = needle.first, haystack.count >= needle.count else { return false }
+    var index = 0
+    let last = haystack.count - needle.count
+    while index <= last {
+        if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return true }
+        index += 1
+    }
+    return false
 }

@@ -73,3 +73,29 @@ import Testing
         #expect(shrunk.count == simulation.trace.count)
     }
 }
+
+/// Failing runs the harness found, shrunk, kept as fixtures: each must now pass.
+@Suite struct RegressionTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "Regressions"
+    ).path
+
+    static let files: [String] = {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }
+            .sorted()
+    }()
+
+    /// Seed 1737 of the 10,000-run harness: institution 3 removes institution 0 while
+    /// institution 0, offline, re-adds itself and removes institution 3. Each then
+    /// thought the other no longer took part, so neither sent its change and the
+    /// removal never reached institution 0, which (add-wins) still takes part.
+    @Test(arguments: files)
+    func shrunkFailingRunNowPasses(file: String) throws {
+        let trace = try SimulationTrace.read(Self.directory + "/" + file)
+        var configuration = SimulationConfiguration()
+        configuration.replicas = trace.replicas
+        configuration.seed = trace.seed
+        let report = try Simulation.replay(trace.steps, configuration: configuration)
+        #expect(report.violations.isEmpty, "\(file): \(report.violations.first ?? "")")
+    }
+}
