@@ -18,22 +18,22 @@ struct SimulatedLink {
         var toA: [SyncMessage] = []
         var toB: [SyncMessage] = []
         var delivered = 0
-        toB += try sideA.perform(sideA.session.start(), outbox: &toB)
-        toA += try sideB.perform(sideB.session.start(), outbox: &toA)
+        try sideA.perform(sideA.session.start(), outbox: &toB)
+        try sideB.perform(sideB.session.start(), outbox: &toA)
         while !(sideA.session.isEnded && sideB.session.isEnded) {
             if let cutAfter, delivered >= cutAfter {
-                _ = try sideA.perform(sideA.session.connectionLost("cut"), outbox: &toB)
-                _ = try sideB.perform(sideB.session.connectionLost("cut"), outbox: &toA)
+                try sideA.perform(sideA.session.connectionLost("cut"), outbox: &toB)
+                try sideB.perform(sideB.session.connectionLost("cut"), outbox: &toA)
                 break
             }
             if !toB.isEmpty {
                 let message = toB.removeFirst()
                 delivered += 1
-                _ = try sideB.perform(sideB.session.receive(message), outbox: &toA)
+                try sideB.perform(sideB.session.receive(message), outbox: &toA)
             } else if !toA.isEmpty {
                 let message = toA.removeFirst()
                 delivered += 1
-                _ = try sideA.perform(sideA.session.receive(message), outbox: &toB)
+                try sideA.perform(sideA.session.receive(message), outbox: &toB)
             } else {
                 // Nothing in flight and not ended: a stuck protocol.
                 throw SimulationError("sync between \(a.replicaID) and \(b.replicaID) stalled")
@@ -60,8 +60,8 @@ struct SimulatedLink {
                 pullFrom: .init(logIdentity: cursor.logIdentity, cursor: cursor.cursor))
         }
 
-        /// Performs actions until only sends remain; sends go to `outbox`.
-        mutating func perform(_ actions: [SyncSession.Action], outbox: inout [SyncMessage]) throws -> [SyncMessage] {
+        /// Performs the actions and those they lead to; messages to send go to `outbox`.
+        mutating func perform(_ actions: [SyncSession.Action], outbox: inout [SyncMessage]) throws {
             var queue = actions
             while !queue.isEmpty {
                 switch queue.removeFirst() {
@@ -82,7 +82,6 @@ struct SimulatedLink {
                     finished = false
                 }
             }
-            return []
         }
     }
 }

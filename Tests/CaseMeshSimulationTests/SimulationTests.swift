@@ -60,7 +60,7 @@ import Testing
             ))
     }
 
-    @Test func shrinkingKeepsNothingWhenNothingFails() throws {
+    @Test func aPassingRunIsNotShrunk() throws {
         var configuration = SimulationConfiguration()
         configuration.seed = 5
         configuration.steps = 10
@@ -68,7 +68,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let simulation = try Simulation(configuration: configuration, directory: directory)
         _ = try simulation.run()
-        // A passing trace cannot be shrunk: every removal still passes, so nothing is kept as failing.
+        // Shrinking keeps only removals after which the run still fails; a passing run keeps every step.
         let shrunk = try Simulation.shrink(simulation.trace, configuration: configuration, attempts: 5)
         #expect(shrunk.count == simulation.trace.count)
     }
