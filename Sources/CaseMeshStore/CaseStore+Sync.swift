@@ -184,7 +184,7 @@ struct LogPageReader {
     let tail: LogTail
     let coder: ReplicaTableCoder
     private var caseKeys: [Int64: String] = [:]
-    private var entitled: [Int64: Bool] = [:]
+    private var entitled: [Int64: Bool]
     private let participants = FieldKey(entity: "case", field: "participants")
     private let participantsRef: Int64?
     private let participantsStatement: RawStatement?
@@ -198,6 +198,17 @@ struct LogPageReader {
         self.institution = institution
         tail = try LogTail(db)
         coder = try ReplicaTableCoder(db)
+        // Case IDs never change; entitlements hold only while the log has not grown.
+        let end =
+            try Int64.fetchOne(db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1")
+            ?? 1
+        (caseIDs, entitled) = memo.withLock { memo in
+            if memo.logEnd != end {
+                memo.logEnd = end
+                memo.entitled = [:]
+            }
+            return (memo.caseIDs, memo.entitled)
+        }
         participantsRef = try Int64.fetchOne(db, sql: "SELECT id FROM fieldName WHERE name = 'case.participants'")
         participantsStatement = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
     }
@@ -216,7 +227,8 @@ struct LogPageReader {
     private mutating func caseKey(_ caseRef: Int64) throws -> String {
         if let key = caseKeys[caseRef] { return key }
         guard
-            let key = try String.fetchOne(db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+            let key = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT caseKey FROM caseRecord WHERE id = ?"), arguments: [caseRef])
         else { throw StoreError(code: .corrupt, message: "the change log names an unknown case") }
         caseKeys[caseRef] = key
         return key
@@ -243,7 +255,7 @@ struct LogPageReader {
         return answer
     }
 
-    private var caseIDs: [Int64: CaseID] = [:]
+    private var caseIDs: [Int64: CaseID]
 
     /// A stored change, decoded with its case and origin from the interned tables.
     private mutating func decode(_ entry: ChangeLogSegment.Entry) throws -> Change {
