@@ -45,7 +45,9 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            resources: [.embedInCode("Resources/0001-initial.sql")],
+            resources: [
+                .embedInCode("Resources/0001-initial.sql"), .embedInCode("Resources/0002-consent-and-purge.sql"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(name: "CaseMeshSync", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
@@ -111,7 +113,9 @@ let package = Package(
         ),
         .testTarget(
             name: "CaseMeshSyncTests",
-            dependencies: ["CaseMeshSync", "CaseMeshNode", "CaseMeshStore", "CaseMeshTestSupport"],
+            dependencies: [
+                "CaseMeshSync", "CaseMeshNode", "CaseMeshStore", "CaseMeshModel", "CaseMeshTestSupport",
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

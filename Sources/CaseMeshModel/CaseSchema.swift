@@ -101,6 +101,11 @@ public struct CaseSchema: Sendable, MergeRules {
         return field
     }
 
+    /// The data category of a field (`general` for fields not in the schema).
+    public func category(of field: FieldKey) -> DataCategory {
+        (try? definition(of: field))?.category ?? .general
+    }
+
     public func setSemantics(for field: FieldKey) -> SetSemantics {
         (try? definition(of: field))?.semantics ?? .addWins
     }

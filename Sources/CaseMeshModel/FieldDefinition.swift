@@ -27,6 +27,17 @@ public enum ValueType: String, Codable, Sendable {
     case institution
 }
 
+/// What kind of personal data a field holds, which decides what consent it needs to
+/// be shared (PIPA §23 for sensitive data, §24 for unique identifiers).
+public enum DataCategory: String, Codable, Hashable, Sendable, CaseIterable {
+    /// Ordinary personal data: shared under a consent or basis covering `general`.
+    case general
+    /// Health, mental health, disability and similar (PIPA §23).
+    case sensitive
+    /// Identifiers such as the keyed hash of a resident registration number (PIPA §24).
+    case uniqueID = "unique-id"
+}
+
 /// One field of an entity in the case schema.
 public struct FieldDefinition: Codable, Hashable, Sendable {
     public var name: String
@@ -41,6 +52,8 @@ public struct FieldDefinition: Codable, Hashable, Sendable {
     public var minimum: Int64?
     public var maximum: Int64?
     public var description: String?
+    /// The data category; `general` when the schema names none.
+    public var category: DataCategory?
 
     /// The longest text accepted when the schema names no limit.
     public static let defaultMaximumLength = 4000

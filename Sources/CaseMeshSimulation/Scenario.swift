@@ -110,7 +110,14 @@ public struct ScenarioRunner {
                     ops.append(.assign(key, try schema.parseValue(value, for: key)))
                 }
                 for (field, elements) in (step.add ?? [:]).sorted(by: { $0.key < $1.key }) {
-                    ops += try elements.map { .insert(try FieldKey(parsing: field), $0) }
+                    let key = try FieldKey(parsing: field)
+                    if key == Entitlement.participants {
+                        // The stories are about merging: adding a participant in a story
+                        // also records the household's consent to share with it.
+                        ops += ConsentGrant(recipients: try elements.map { try InstitutionID($0) }).ops()
+                    } else {
+                        ops += elements.map { .insert(key, $0) }
+                    }
                 }
                 for (field, elements) in (step.remove ?? [:]).sorted(by: { $0.key < $1.key }) {
                     ops += try elements.map { .remove(try FieldKey(parsing: field), $0) }

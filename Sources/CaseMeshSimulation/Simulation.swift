@@ -176,9 +176,13 @@ public final class Simulation {
         case .open(let replica, let participants):
             guard valid(replica) else { return }
             var ops: [FieldOperation] = [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))]
-            for index in participants where valid(index) && index != replica {
-                ops.append(.insert(Self.participants, institutions[index]))
+            // Sharing a case records a consent for the institutions it is shared with;
+            // the harness is about merging, so consent is always granted with
+            // participation and only participation comes and goes.
+            let shared = try participants.filter { valid($0) && $0 != replica }.map {
+                try InstitutionID(institutions[$0])
             }
+            if !shared.isEmpty { ops += ConsentGrant(recipients: shared).ops() }
             try commit(replica) { store in
                 let change = try store.openCase(ops: ops, using: &generator)
                 caseIDs.append(change.caseID)
@@ -201,11 +205,11 @@ public final class Simulation {
             guard valid(replica, institution), caseIDs.indices.contains(caseIndex), add || institution != replica else {
                 return
             }
-            let op: FieldOperation =
+            let ops: [FieldOperation] =
                 add
-                ? .insert(Self.participants, institutions[institution])
-                : .remove(Self.participants, institutions[institution])
-            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: [op]) }
+                ? ConsentGrant(recipients: [try InstitutionID(institutions[institution])]).ops()
+                : [.remove(Self.participants, institutions[institution])]
+            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
         case .sync(let a, let b, let cutAfter):
             guard valid(a, b), a != b, connected(a, b) else { return }
             _ = try SimulatedLink.sync(stores[a], stores[b], cutAfter: cutAfter)

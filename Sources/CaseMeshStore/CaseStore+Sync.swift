@@ -59,8 +59,10 @@ extension CaseStore {
         memo: LogPageMemo = LogPageMemo()
     ) throws(StoreError) -> LogPage {
         let schema = schema
+        let now = clock.nowMillis()
         return try read { db in
-            var reader = try LogPageReader(db: db, schema: schema, institution: institution, memo: memo)
+            var reader = try LogPageReader(
+                db: db, schema: schema, institution: institution, nowMillis: now, memo: memo)
             defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
         }
@@ -186,13 +188,17 @@ struct LogPageReader {
     private var caseKeys: [Int64: String] = [:]
     private var entitled: [Int64: Bool]
     private let participants = FieldKey(entity: "case", field: "participants")
-    private let participantsRef: Int64?
-    private let participantsStatement: RawStatement?
+    private let gateStatement: Statement
+    private let nowMillis: UInt64
 
     private let memo: LogPageMemo
 
-    init(db: Database, schema: CaseSchema, institution: InstitutionID, memo: LogPageMemo = LogPageMemo()) throws {
+    init(
+        db: Database, schema: CaseSchema, institution: InstitutionID, nowMillis: UInt64,
+        memo: LogPageMemo = LogPageMemo()
+    ) throws {
         self.db = db
+        self.nowMillis = nowMillis
         self.memo = memo
         self.schema = schema
         self.institution = institution
@@ -209,13 +215,11 @@ struct LogPageReader {
             }
             return (memo.caseIDs, memo.entitled)
         }
-        participantsRef = try Int64.fetchOne(db, sql: "SELECT id FROM fieldName WHERE name = 'case.participants'")
-        participantsStatement = try RawStatement(db, "SELECT state FROM fieldState WHERE caseRef = ? AND fieldRef = ?")
+        gateStatement = try db.cachedStatement(sql: CaseStore.gateFieldsSQL)
     }
 
     /// Releases the prepared statement and hands what it learned to the memo.
     func close() {
-        participantsStatement?.finalize()
         let entitled = entitled
         let caseIDs = caseIDs
         memo.withLock { memo in
@@ -234,23 +238,17 @@ struct LogPageReader {
         return key
     }
 
-    /// Whether the institution is among the case's participants now: the
-    /// checkpointed participants set, with the log's tail replayed on top when the
-    /// tail touches the case.
+    /// Whether the institution may receive the case now (``Entitlement``): the
+    /// checkpointed gate fields, with the log's tail replayed on top when the tail
+    /// touches the case.
     private mutating func isEntitled(_ caseRef: Int64) throws -> Bool {
         if let known = entitled[caseRef] { return known }
-        var fields: [FieldKey: FieldState] = [:]
-        if let participantsRef, let bytes = try participantsStatement?.bind(caseRef).bind(participantsRef).firstBlob() {
-            fields[participants] = try FieldState(decoding: bytes, coder: coder)
-        }
+        var fields = try CaseStore.gateFields(caseRef: caseRef, statement: gateStatement, coder: coder)
         if !tail.changes(ofCase: caseRef).isEmpty {
             var version = VersionVector()
             try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
         }
-        var answer = false
-        if case .set(let set)? = fields[participants] {
-            answer = set.contains(institution.rawValue, schema.setSemantics(for: participants))
-        }
+        let answer = Entitlement(of: institution, fields: fields, schema: schema, nowMillis: nowMillis).receivesCase
         entitled[caseRef] = answer
         return answer
     }
@@ -331,17 +329,9 @@ struct LogPageReader {
             let seen = try self.history(ofCases: [removal.caseRef], before: removal.arrival).filter {
                 removal.change.context.contains($0.dot)
             }
-            // Only an institution the removal actually took out (it had been added in
-            // what the removal had seen) learns of it; others learn nothing of the case.
-            let wasParticipant = seen.contains { change in
-                change.ops.contains { op in
-                    if case .insert(let field, let element) = op {
-                        return field == participants && element == institution.rawValue
-                    }
-                    return false
-                }
-            }
-            if wasParticipant { departures += seen + [removal.change] }
+            // Only an institution the removal actually took out (entitled in what the
+            // removal had seen) learns of it; others learn nothing of the case.
+            if try wasEntitled(in: seen) { departures += seen + [removal.change] }
         }
         return LogPage(changes: departures + history + changes, nextCursor: next, isFinal: isFinal)
     }
@@ -366,31 +356,74 @@ struct LogPageReader {
 
     private var institutionBytes: [UInt8] { Array(institution.rawValue.utf8) }
 
-    /// Whether this change removes the institution from its case's participants.
+    /// Whether this change removes the institution from its case's participants or
+    /// from a consent's recipients.
     private func removesInstitution(_ change: Change) -> Bool {
         change.ops.contains { op in
             if case .remove(let field, let element) = op {
-                return field == participants && element == institution.rawValue
+                return element == institution.rawValue && (field == participants || field.field == "recipients")
+                    && Entitlement.isGate(field)
             }
             return false
         }
     }
 
-    /// Whether this change adds the institution to its case's participants after
-    /// earlier changes of the case (an opening change has no history to send).
+    /// Whether the institution was entitled to the case in the state these changes
+    /// (in arrival order, causally ordered) build.
+    private func wasEntitled(in changes: [Change]) throws -> Bool {
+        var fields: [FieldKey: FieldState] = [:]
+        for change in changes.sorted(by: Change.causalOrder) {
+            for (index, op) in change.ops.enumerated() where Entitlement.isGate(op.field) {
+                var state = fields[op.field] ?? FieldState.empty(for: op)
+                try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
+                fields[op.field] = state
+            }
+        }
+        // Expiry is judged now, as the sender judges it.
+        return Entitlement(of: institution, fields: fields, schema: schema, nowMillis: nowMillis).receivesCase
+    }
+
+    /// Whether this change may give the institution a case it did not have, after
+    /// earlier changes of the case (an opening change has no history to send): it
+    /// adds the institution to the participants or to a consent's recipients, or
+    /// changes what a consent covers or how long, or who leads the case.
     private func joinsWithHistory(_ change: Change) -> Bool {
         guard !(change.seq == 1 && change.context.sortedEntries.isEmpty) else { return false }
         return change.ops.contains { op in
-            if case .insert(let field, let element) = op {
-                return field == participants && element == institution.rawValue
+            switch op {
+            case .insert(let field, let element):
+                guard Entitlement.isGate(field) else { return false }
+                return element == institution.rawValue || field.field == "categories"
+            case .assign(let field, _):
+                return Entitlement.isGate(field)
+            default:
+                return false
             }
-            return false
         }
     }
 
 }
 
 extension CaseStore {
+    /// The gate fields of a case (see ``Entitlement/isGate(_:)``), as checkpointed.
+    static let gateFieldsSQL = """
+        SELECT fieldName.name, fieldState.state FROM fieldState JOIN fieldName ON fieldName.id = fieldState.fieldRef
+        WHERE fieldState.caseRef = ?
+        AND (fieldName.name IN ('case.participants', 'case.leadInstitution') OR fieldName.name LIKE 'consent#%')
+        """
+
+    static func gateFields(
+        caseRef: Int64, statement: Statement, coder: ReplicaTableCoder
+    ) throws -> [FieldKey: FieldState] {
+        var fields: [FieldKey: FieldState] = [:]
+        let rows = try Row.fetchCursor(statement, arguments: [caseRef])
+        while let row = try rows.next() {
+            let key = try FieldKey(parsing: row[0] as String)
+            fields[key] = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
+        }
+        return fields
+    }
+
     /// Forgets how far this node has pulled every peer's log, so the next sync with
     /// each pulls it whole again (what it already holds is skipped). For a full
     /// resync after a clock was fixed or a store restored.

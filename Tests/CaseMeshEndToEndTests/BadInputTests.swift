@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import CaseMeshStore
 import Foundation
 import Testing
@@ -43,7 +44,7 @@ import Testing
     }
 
     /// A bundle, as another replica would write it, holding `changes`.
-    func writeBundle(_ changes: [Change], schemaVersion: Int = 1, to path: String) throws {
+    func writeBundle(_ changes: [Change], schemaVersion: Int = CaseSchema.bundled.version, to path: String) throws {
         let bundle = ChangeBundle(
             schemaVersion: schemaVersion, source: try ReplicaID("senior.centre/laptop-1"), recipient: nil,
             createdAtMillis: 1_763_856_000_000, changes: changes.map { $0.encoded() })
@@ -89,11 +90,11 @@ import Testing
     @Test func bundleForAnotherSchemaVersionIsRefused() throws {
         let replica = try makeReplica("schema")
         defer { try? FileManager.default.removeItem(atPath: replica.root) }
-        let path = replica.root + "/v2.cmb"
+        let path = replica.root + "/v3.cmb"
         try writeBundle(
             [change(for: replica, ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))])],
-            schemaVersion: 2, to: path)
-        try expectRefused(["changes", "import", path], on: replica, mentioning: "schema version 2")
+            schemaVersion: 3, to: path)
+        try expectRefused(["changes", "import", path], on: replica, mentioning: "schema version 3")
     }
 
     @Test func changesOutsideTheSchemaOrFromTheFutureAreRefused() throws {

@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import CaseMeshStore
 import Foundation
 import GRDB
@@ -26,8 +27,9 @@ import Testing
                 ]
                 if seq == 1 {
                     ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre"))
-                    for institution in participants {
-                        ops.append(.insert(FieldKey(entity: "case", field: "participants"), institution))
+                    ops.append(.assign(FieldKey(entity: "case", field: "leadInstitution"), .string("senior.centre")))
+                    if !participants.isEmpty {
+                        ops += ConsentGrant(recipients: try participants.map { try InstitutionID($0) }).ops()
                     }
                 }
                 let change = Change(
@@ -37,7 +39,8 @@ import Testing
             }
         }
         let bundle = ChangeBundle(
-            schemaVersion: 1, source: origin, recipient: nil, createdAtMillis: millis, changes: changes)
+            schemaVersion: CaseSchema.bundled.version, source: origin, recipient: nil, createdAtMillis: millis,
+            changes: changes)
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
         return changes.count
     }

@@ -17,7 +17,7 @@ import Testing
                 "title=Kim household",
             ]
                 + dong)
-        try Binary.ok(["case", "add", caseID, "participants", "dongducheon.senior-welfare"] + dong)
+        try Binary.ok(["case", "share", caseID, "dongducheon.senior-welfare"] + dong)
         try Binary.ok(
             ["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong)
         try Binary.ok(["changes", "import", root + "/first.cmb"] + senior)
@@ -100,7 +100,7 @@ import Testing
         try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
         let shared = try Binary.ok(["case", "open"] + dong)
         let privateCase = try Binary.ok(["case", "open"] + dong)
-        try Binary.ok(["case", "add", shared, "participants", "community.centre"] + dong)
+        try Binary.ok(["case", "share", shared, "community.centre"] + dong)
         try Binary.ok(["changes", "export", "--out", root + "/c.cmb", "--for", "community.centre/server"] + dong)
         let community = ["--data", root + "/community"]
         try Binary.ok(["init", "--replica", "community.centre/server"] + community)

@@ -6,10 +6,16 @@ import Testing
     let schema = CaseSchema.bundled
 
     @Test func bundledSchemaLoadsWithTheWelfareEntities() {
-        for entity in ["case", "report", "household", "person", "assessment", "plan", "referral", "service", "task"] {
+        for entity in [
+            "case", "report", "household", "person", "assessment", "plan", "referral", "service", "task", "consent",
+        ] {
             #expect(schema.entities[entity] != nil, "missing \(entity)")
         }
-        #expect(schema.version == 1)
+        #expect(schema.version == 2)
+        #expect(schema.category(of: try! FieldKey(parsing: "person#p1.healthNotes")) == .sensitive)
+        #expect(schema.category(of: try! FieldKey(parsing: "person#p1.rrnHash")) == .uniqueID)
+        #expect(schema.category(of: try! FieldKey(parsing: "riskLevel")) == .general)
+        #expect(schema.setSemantics(for: try! FieldKey(parsing: "consent#c1.recipients")) == .removeWins)
     }
 
     @Test func reportChannelsCoverEveryDiscoveryRoute() throws {

@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import CaseMeshNode
 import CaseMeshStore
 import CaseMeshSync
@@ -51,12 +52,17 @@ import Testing
 
     static func key(_ text: String) -> FieldKey { try! FieldKey(parsing: text) }
 
+    /// Shares a case with institutions under a consent.
+    static func share(_ institutions: String...) -> [FieldOperation] {
+        ConsentGrant(recipients: institutions.map { try! InstitutionID($0) }).ops()
+    }
+
     @Test func participantsConvergeAndConflictsSurfaceOnBoth() async throws {
         let dong = try Self.store("dong.office/server")
         let senior = try Self.store("senior.centre/server")
         var generator = SeededGenerator(seed: 1)
         let opened = try dong.openCase(ops: [.assign(Self.key("riskLevel"), .string("high"))], using: &generator)
-        try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         let (first, second) = await Self.sync(dong, senior)
         #expect(first.error == nil && second.error == nil)
         try dong.write(caseID: opened.caseID, ops: [.assign(Self.key("riskLevel"), .string("crisis"))])
@@ -79,7 +85,7 @@ import Testing
         let senior = try InstitutionID("senior.centre")
         let memo = LogPageMemo()
         #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.isEmpty)
-        try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.count == 2)
         try dong.write(caseID: opened.caseID, ops: [.remove(Self.key("participants"), "senior.centre")])
         try dong.write(caseID: opened.caseID, ops: [.assign(Self.key("riskLevel"), .string("low"))])
@@ -111,9 +117,7 @@ import Testing
         let opened = try a.openCase(using: &generator)
         try a.write(
             caseID: opened.caseID,
-            ops: [
-                .insert(Self.key("participants"), "senior.centre"), .insert(Self.key("participants"), "mental.centre"),
-            ])
+            ops: Self.share("senior.centre", "mental.centre"))
         try a.write(caseID: opened.caseID, ops: [.append(Self.key("notes"), "written at the dong office")])
         _ = await Self.sync(a, b)
         _ = await Self.sync(b, c)
@@ -130,7 +134,7 @@ import Testing
         }
         _ = await Self.sync(dong, senior)
         #expect(throws: StoreError.self) { try senior.snapshot(of: opened.caseID) }
-        try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+        try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         let (_, pulled) = await Self.sync(dong, senior)
         #expect(pulled.error == nil)
         #expect(try senior.snapshot(of: opened.caseID) == dong.snapshot(of: opened.caseID))
@@ -143,7 +147,7 @@ import Testing
         var generator = SeededGenerator(seed: 5)
         for _ in 0..<30 {
             let opened = try dong.openCase(using: &generator)
-            try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+            try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         }
         let (first, _) = await Self.sync(dong, senior)
         #expect(first.summary.changesSent == 60)
@@ -162,7 +166,7 @@ import Testing
         var generator = SeededGenerator(seed: 6)
         for _ in 0..<200 {
             let opened = try dong.openCase(using: &generator)
-            try dong.write(caseID: opened.caseID, ops: [.insert(Self.key("participants"), "senior.centre")])
+            try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         }
         let (cutA, cutB) = await Self.sync(dong, senior, pageChanges: 25, cutAfter: 5)
         #expect(cutA.error != nil && cutB.error != nil, "the broken pipe ends both sides")
@@ -183,7 +187,7 @@ import Testing
         toDongContinuation.yield(
             .hello(
                 .init(
-                    protocolVersion: 1, schemaVersion: 1, replica: try ReplicaID("mental.centre/server"),
+                    protocolVersion: 1, schemaVersion: 2, replica: try ReplicaID("mental.centre/server"),
                     logIdentity: "x")))
         toDongContinuation.finish()
         let sent = Counter()

@@ -187,7 +187,12 @@ struct SyncWorkload {
             let seq = sequences[caseIndex]
             var ops: [FieldOperation]
             if seq == 1 {
-                ops = participants.map { .insert(FieldKey(entity: "case", field: "participants"), $0) }
+                // The first participant leads the case; the others receive it under a consent.
+                ops = [
+                    .assign(Entitlement.lead, .string(participants[0])),
+                    .insert(Entitlement.participants, participants[0]),
+                ]
+                ops += ConsentGrant(recipients: try participants.dropFirst().map { try InstitutionID($0) }).ops()
                 ops += fields.map { .assign($0, .string("init")) }
             } else {
                 let value = String(

@@ -7,7 +7,9 @@ import Foundation
 struct CaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "case", abstract: "Open, edit and read cases.",
-        subcommands: [Open.self, Set.self, Add.self, Remove.self, Note.self, Show.self, List.self])
+        subcommands: [
+            Open.self, Set.self, Add.self, Remove.self, Note.self, Share.self, Withdraw.self, Show.self, List.self,
+        ])
 }
 
 /// Turns what a user typed into schema-checked field operations.
@@ -129,6 +131,82 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(.remove(FieldInput.key(field), element), schema: store.schema)
+            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            report(change, output: output)
+        }
+    }
+
+    struct Share: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Share a case with institutions under a consent or a statute.",
+            discussion: """
+                Adds the institutions to the case's participants and records the consent entity (consent#ID) \
+                that allows it: its basis, purposes, data categories, recipients and end. A node sends the case \
+                to an institution only while such a consent covers it (the lead institution needs none); \
+                'sensitive' and 'unique-id' data need those categories too.
+                """)
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The case ID.") var caseID: String
+        @Argument(help: "The institutions to share with.") var institutions: [String]
+
+        func validate() throws {
+            guard !institutions.isEmpty else { throw ValidationError("name at least one institution") }
+        }
+        @Option(help: "The consent entity's instance (default: one per first recipient, e.g. senior-centre).")
+        var consent: String?
+        @Option(help: "'consent', or the statute that allows sharing.") var basis = "consent"
+        @Option(help: "Data categories covered, comma-separated: general, sensitive, unique-id.")
+        var categories = "general"
+        @Option(help: "Purposes, comma-separated.") var purposes = "case-management"
+        @Option(help: "When the consent ends (ISO 8601 date-time, e.g. 2027-11-23T00:00:00+09:00).")
+        var until: String?
+        @Option(help: "Whose data: a person instance (p1) or household.") var subject = "household"
+        @Option(help: "Who granted it: subject, guardian or legal-representative.") var grantor = "subject"
+
+        func run() throws {
+            let store = try store.openStore()
+            let categories = try categories.split(separator: ",").map { text in
+                guard let category = DataCategory(rawValue: String(text)) else {
+                    throw CLIError(message: "unknown data category '\(text)': use general, sensitive or unique-id")
+                }
+                return category
+            }
+            let grant = ConsentGrant(
+                instance: try consent
+                    ?? ConsentGrant.instance(for: CLIError.wrap { try InstitutionID(institutions[0]) }),
+                recipients: try institutions.map { text in try CLIError.wrap { try InstitutionID(text) } },
+                basis: basis, categories: categories, purposes: purposes.split(separator: ",").map(String.init),
+                validUntil: until, subject: subject, grantor: grantor)
+            let ops = try grant.ops().map { try FieldInput.checked($0, schema: store.schema) }
+            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: ops) }
+            report(change, output: output)
+        }
+    }
+
+    struct Withdraw: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Withdraw a consent from an institution.",
+            discussion: """
+                Removes the institution from the consent's recipients (a withdrawal beats a concurrent grant). \
+                Its nodes stop receiving the case and purge it at their next sync, keeping only a tombstone.
+                """)
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The case ID.") var caseID: String
+        @Argument(help: "The institution.") var institution: String
+        @Option(help: "The consent entity's instance (default: the one named after the institution).")
+        var consent: String?
+
+        func run() throws {
+            let store = try store.openStore()
+            let grant = ConsentGrant(
+                instance: try consent ?? ConsentGrant.instance(for: CLIError.wrap { try InstitutionID(institution) }),
+                recipients: [])
+            let op = try FieldInput.checked(
+                grant.withdrawal(from: try CLIError.wrap { try InstitutionID(institution) }), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
             report(change, output: output)
         }

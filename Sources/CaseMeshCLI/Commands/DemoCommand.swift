@@ -75,8 +75,12 @@ private struct Demo {
                 .assign(key("household.type"), .string("single-elderly")),
             ], using: &generator)
         let caseID = opened.caseID
-        try dong.write(caseID: caseID, ops: [.insert(key("participants"), "dongducheon.senior-welfare")])
-        say("  opened \(caseID); the senior welfare centre joins as a participant")
+        try dong.write(
+            caseID: caseID,
+            ops: ConsentGrant(
+                recipients: [try InstitutionID("dongducheon.senior-welfare")], validUntil: "2027-11-23T00:00:00+09:00"
+            ).ops())
+        say("  opened \(caseID); with his consent (until 2027-11-23), the senior welfare centre joins as a participant")
         try exchange(from: dong, to: senior, name: "dong-to-senior-1")
 
         say("\n2. Both work offline. The dong centre raises the risk; the senior centre's home visit lowers it.")

@@ -51,7 +51,10 @@ struct NetworkDemo {
 
         say()
         say("1. A neighbour reports through the KakaoTalk channel: an elderly man living alone, no power use for")
-        say("   three days. The dong centre opens a case and brings in the mental health and senior welfare centres.")
+        say("   three days. The dong centre opens a case and, with his consent (general and health data, for case")
+        say(
+            "   management and service linkage, until 2027-11-23), brings in the mental health and senior welfare centres."
+        )
         var generator = SystemRandomNumberGenerator()
         let opened = try CLIError.wrap {
             try store(dong).openCase(
@@ -63,9 +66,14 @@ struct NetworkDemo {
                     .insert(try key("report.crisisSignals"), "no-power-use"),
                     .insert(try key("report.crisisSignals"), "isolation"),
                     .assign(try key("household.type"), .string("single-elderly")),
-                    .insert(try key("participants"), "dongducheon.mental-health"),
-                    .insert(try key("participants"), "dongducheon.senior-welfare"),
-                ], using: &generator)
+                ]
+                    + ConsentGrant(
+                        recipients: [
+                            try InstitutionID("dongducheon.mental-health"),
+                            try InstitutionID("dongducheon.senior-welfare"),
+                        ], categories: [.general, .sensitive], purposes: ["case-management", "service-linkage"],
+                        validUntil: "2027-11-23T00:00:00+09:00"
+                    ).ops(), using: &generator)
         }
         let caseID = opened.caseID
         say("   case \(caseID)")

@@ -10,6 +10,9 @@ enum Migrations {
         migrator.registerMigration("0001-initial") { db in
             try db.execute(sql: String(decoding: PackageResources._001_initial_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0002-consent-and-purge") { db in
+            try db.execute(sql: String(decoding: PackageResources._002_consent_and_purge_sql, as: UTF8.self))
+        }
         return migrator
     }
 }

@@ -1,0 +1,76 @@
+public import CaseMeshCRDT
+import Foundation
+
+/// What one institution may receive of one case: the need-to-know rule (DESIGN.md
+/// property 5) as a pure function of the case's merged state and the time.
+///
+/// An institution is entitled to a case only while it is among the case's
+/// participants and either it leads the case (the institution that opened it, or
+/// the one it was handed to) or a consent entity of the case covers it: names it
+/// among the recipients (a remove-wins set, so a withdrawal beats a concurrent
+/// grant), names a basis (the person's consent or a statute), lists the data
+/// categories it covers, and has not passed its `validUntil`. The categories an
+/// institution may receive are the union over the consents that cover it; the lead
+/// gets all of them. Without `general` it receives nothing of the case.
+///
+/// Every node evaluates the same rule: a sender before it sends a change, a
+/// receiver on its own state to decide whether it must purge a case. Expiry needs
+/// no change to anyone's data: the rule reads the clock.
+public struct Entitlement: Hashable, Sendable {
+    /// The categories of data the institution may receive; empty when none.
+    public var categories: Set<DataCategory>
+
+    /// Whether the institution may receive the case at all.
+    public var receivesCase: Bool { categories.contains(.general) }
+
+    public static let participants = FieldKey(entity: "case", field: "participants")
+    public static let lead = FieldKey(entity: "case", field: "leadInstitution")
+
+    /// Whether a field is one the rule reads (the case's participants and lead, and
+    /// every field of every consent).
+    public static func isGate(_ field: FieldKey) -> Bool {
+        field == participants || field == lead || field.entity == "consent"
+    }
+
+    /// Evaluates the rule for `institution` on a case whose merged fields (at least
+    /// the gate fields) are `fields`, at `nowMillis` since the Unix epoch.
+    public init(
+        of institution: InstitutionID, fields: [FieldKey: FieldState], schema: CaseSchema, nowMillis: UInt64
+    ) {
+        categories = []
+        let name = institution.rawValue
+        guard case .set(let participants)? = fields[Self.participants],
+            participants.contains(name, schema.setSemantics(for: Self.participants))
+        else { return }
+        if case .register(let lead)? = fields[Self.lead], lead.value == .string(name) {
+            categories = Set(DataCategory.allCases)
+            return
+        }
+        var consents: Set<String> = []
+        for key in fields.keys where key.entity == "consent" { consents.insert(key.instance) }
+        for instance in consents {
+            func field(_ name: String) -> FieldState? {
+                fields[FieldKey(entity: "consent", instance: instance, field: name)]
+            }
+            let recipientsKey = FieldKey(entity: "consent", instance: instance, field: "recipients")
+            guard case .set(let recipients)? = field("recipients"),
+                recipients.contains(name, schema.setSemantics(for: recipientsKey)),
+                case .register(let basis)? = field("basis"), basis.value != nil,
+                case .set(let covered)? = field("categories")
+            else { continue }
+            // Concurrent values of validUntil: the earliest holds, so a disagreement
+            // never extends sharing.
+            if case .register(let until)? = field("validUntil") {
+                let ends = until.siblings.compactMap { sibling -> UInt64? in
+                    if case .string(let text) = sibling.value { return DateText.millis(text) }
+                    return nil
+                }
+                if let end = ends.min(), end <= nowMillis { continue }
+                if ends.isEmpty && !until.siblings.isEmpty { continue }
+            }
+            for element in covered.elements(.addWins) {
+                if let category = DataCategory(rawValue: element) { categories.insert(category) }
+            }
+        }
+    }
+}

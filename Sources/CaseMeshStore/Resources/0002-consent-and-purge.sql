@@ -1,0 +1,1 @@
+../../../schema/migrations/0002-consent-and-purge.sql
