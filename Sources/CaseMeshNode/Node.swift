@@ -182,6 +182,22 @@ public actor Node: Service {
         }
     }
 
+    /// Purges the cases this node's institution is no longer entitled to (left the
+    /// case, consent withdrawn or expired), keeping tombstones; logs each one.
+    @discardableResult
+    public func enforceNeedToKnow() -> [PurgedCase] {
+        do {
+            let purged = try store.purgeUnentitledCases()
+            for item in purged {
+                logger.notice("case purged", metadata: ["case": "\(item.caseID)", "reason": "\(item.reason)"])
+            }
+            return purged
+        } catch {
+            logger.error("purge failed", metadata: ["reason": "\(error.message)"])
+            return []
+        }
+    }
+
     /// Syncs with every configured peer in turn, then waits the jittered interval;
     /// a failing peer is retried after an exponentially longer wait (at most 32×).
     private func syncLoop() async {
@@ -195,6 +211,9 @@ public actor Node: Service {
                 let backoff = Double(1 << min(failures[peer.replica] ?? 0, 5))
                 nextAttempt[peer.replica] = ContinuousClock.now + .seconds(configuration.intervalSeconds * backoff)
             }
+            // After the round, so what it brought (a withdrawal, a removal) takes effect;
+            // expiry needs no round at all.
+            enforceNeedToKnow()
             let jitter = Double.random(in: 0.8...1.2, using: &generator)
             try? await Task.sleep(for: .seconds(configuration.intervalSeconds * jitter))
         }

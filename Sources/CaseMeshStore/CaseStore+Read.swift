@@ -54,6 +54,11 @@ extension CaseStore {
                 db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
         else { throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica") }
         let caseRef: Int64 = record[0]
+        if let reason = try String.fetchOne(
+            db, sql: "SELECT reason FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef])
+        {
+            throw StoreError(code: .caseNotFound, message: "case \(caseID) was purged from this replica: \(reason)")
+        }
         let coder = try ReplicaTableCoder(db)
         var fields: [FieldKey: FieldState] = [:]
         for row in try Row.fetchAll(
@@ -80,7 +85,11 @@ extension CaseStore {
         let schema = schema
         return try read { db in
             let tail = try LogTail(db)
-            let ids = try String.fetchAll(db, sql: "SELECT caseKey FROM caseRecord ORDER BY caseKey")
+            let ids = try String.fetchAll(
+                db,
+                sql:
+                    "SELECT caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone) ORDER BY caseKey"
+            )
             return try ids.map { text in
                 let snapshot = try Self.snapshot(db, caseID: CaseID(text), tail: tail, schema: schema)
                 func register(_ name: String) -> String? {
@@ -157,25 +166,18 @@ extension CaseStore {
             for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") { caseKeys[row[0]] = row[1] }
             var allowed: Set<Int64>?
             if let institution {
-                let participantStates = try Row.fetchAll(
-                    db,
-                    sql: "SELECT caseRef, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef "
-                        + "WHERE fieldName.name = 'case.participants'")
+                // What a sync would send that institution now (``Entitlement``).
                 let tail = try LogTail(db)
-                var entitled = Set(
-                    try participantStates.filter { row in
-                        guard tail.changes(ofCase: row[0]).isEmpty,
-                            case .set(let set) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
-                        else { return false }
-                        return set.contains(institution.rawValue, .addWins)
-                    }.map { $0[0] as Int64 })
-                let participants = FieldKey(entity: "case", field: "participants")
-                for caseRef in tail.byCase.keys {
-                    guard let caseKey = caseKeys[caseRef] else { continue }
-                    let snapshot = try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema)
-                    if case .set(let set)? = snapshot.fields[participants], set.contains(institution.rawValue, .addWins)
+                let now = clock.nowMillis()
+                var entitled: Set<Int64> = []
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT id, caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
+                {
+                    let snapshot = try Self.snapshot(db, caseID: CaseID(row[1] as String), tail: tail, schema: schema)
+                    if Entitlement(of: institution, fields: snapshot.fields, schema: schema, nowMillis: now)
+                        .receivesCase
                     {
-                        entitled.insert(caseRef)
+                        entitled.insert(row[0])
                     }
                 }
                 allowed = entitled
@@ -184,6 +186,7 @@ extension CaseStore {
             let segments = try Data.fetchCursor(db, sql: "SELECT body FROM changeSegment ORDER BY id")
             while let segment = try segments.next() {
                 for entry in try ChangeLogSegment.entries(of: [UInt8](segment)) {
+                    if entry.isBlank { continue }
                     if let allowed, !allowed.contains(entry.caseRef) { continue }
                     guard let caseKey = caseKeys[entry.caseRef], let origin = coder.names[entry.replicaRef] else {
                         throw StoreError(code: .corrupt, message: "the change log names an unknown case or replica")

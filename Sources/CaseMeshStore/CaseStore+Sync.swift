@@ -100,9 +100,11 @@ extension CaseStore {
         let now = clock.nowMillis()
         let peerName = peer.rawValue
         let pulled = Int64(changes.count)
+        let institution = replicaID.institution
         return try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
             var report = ApplyReport()
-            for index in order {
+            let dropped = try session.screenPurged(changes, institution: institution, report: &report)
+            for index in order where !dropped.contains(index) {
                 try session.receive(decoded[index].change, body: decoded[index].body, report: &report)
             }
             try session.drainPending(report: &report)
@@ -303,6 +305,7 @@ struct LogPageReader {
                     break scan
                 }
                 next = position + 1
+                guard !entry.isBlank else { continue }
                 guard try isEntitled(entry.caseRef) else {
                     // Not a participant now, but this change may be the one that removed
                     // it: that change, with what it had seen, still goes to it, so a
@@ -348,7 +351,9 @@ struct LogPageReader {
             var position = UInt64(row[0] as Int64)
             for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
                 defer { position += 1 }
-                if position < arrival && cases.contains(entry.caseRef) { result.append(try decode(entry)) }
+                if position < arrival && !entry.isBlank && cases.contains(entry.caseRef) {
+                    result.append(try decode(entry))
+                }
             }
         }
         return result

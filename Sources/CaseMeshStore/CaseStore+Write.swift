@@ -67,9 +67,12 @@ extension CaseStore {
         repeat {
             let batch = order[start..<min(start + max(1, batchSize), order.count)]
             let isLast = batch.endIndex == order.endIndex
+            let institution = replicaID.institution
             let report = try withApplySession(wallMillis: clock.nowMillis(), checkpoint: isLast) { session in
                 var report = ApplyReport()
-                for index in batch {
+                let dropped = try session.screenPurged(
+                    batch.map { changes[$0].change }, institution: institution, report: &report)
+                for (position, index) in batch.enumerated() where !dropped.contains(position) {
                     try session.receive(changes[index].change, body: changes[index].body, report: &report)
                 }
                 try session.drainPending(report: &report)

@@ -50,6 +50,9 @@ public struct CaseStore: Sendable {
         configuration.prepareDatabase { db in
             // FULL: an acknowledged commit survives power loss as well as kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Deleted content is overwritten with zeros, so a purged case (PIPA §21)
+            // leaves nothing behind in free pages.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
             // 64 MiB of page cache: applying a batch touches pages all over the state tables.
             try db.execute(sql: "PRAGMA cache_size = -65536")
         }

@@ -105,7 +105,13 @@ struct SyncCommand: AsyncParsableCommand {
                 )
             }
         }
-        if output.json { emit(JSONValue.array(results).text) }
+        // What the round brought may end this institution's entitlement to cases.
+        let purged = await service.enforceNeedToKnow()
+        if output.json {
+            emit(JSONValue.array(results).text)
+        } else {
+            for item in purged { emit("purged \(item.caseID): \(item.reason)") }
+        }
         if !failures.isEmpty {
             throw CLIError(
                 message: "sync failed with \(failures.count) of \(configuration.peers.count) peers: \(failures[0])")

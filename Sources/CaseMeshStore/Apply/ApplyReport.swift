@@ -27,6 +27,11 @@ public struct ApplyReport: Hashable, Sendable {
     public var undecodable: [String] = []
     /// The operations of the applied changes.
     public var appliedOperations = 0
+    /// Changes of cases purged here that did not bring this institution back: dropped.
+    public var droppedPurged = 0
+    /// Purged cases that a received change brought this institution back to: their
+    /// history is applied again.
+    public var restored: [CaseID] = []
 
     public init() {}
 
@@ -37,5 +42,7 @@ public struct ApplyReport: Hashable, Sendable {
         rejected += other.rejected
         undecodable += other.undecodable
         appliedOperations += other.appliedOperations
+        droppedPurged += other.droppedPurged
+        restored += other.restored
     }
 }

@@ -192,6 +192,9 @@ final class ApplySession {
         guard let caseRef = try caseRef(caseID, create: isNewCase) else {
             throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica")
         }
+        if try tombstone(caseRef) != nil {
+            throw StoreError(code: .caseNotFound, message: "case \(caseID) was purged from this replica")
+        }
         let context = try version(ofCase: caseRef)
         let change = Change(
             caseID: caseID, origin: origin, seq: context[origin] + 1, hlc: clock.tick(wallMillis: wallMillis),
@@ -200,6 +203,62 @@ final class ApplySession {
         try schema.validate(change)
         try apply(change, body: change.encoded(), caseRef: caseRef)
         return change
+    }
+
+    // MARK: Purged cases
+
+    /// The tombstone of a purged case, if it is one.
+    func tombstone(_ caseRef: Int64) throws -> (version: VersionVector, gate: [FieldKey: FieldState])? {
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT version, gateFields FROM caseTombstone WHERE caseRef = ?"),
+                arguments: [caseRef])
+        else { return nil }
+        var reader = BinaryReader([UInt8](row[1] as Data))
+        var gate: [FieldKey: FieldState] = [:]
+        for _ in 0..<(try reader.readCount(limit: 1_000_000, "gate fields")) {
+            let key = try FieldKey(parsing: try reader.readString())
+            gate[key] = try FieldState(decoding: try reader.readBlob())
+        }
+        return (try decodeVersion(row[0] as Data), gate)
+    }
+
+    /// Screens a batch for changes of cases purged here: drops them, unless the
+    /// changes this node had not seen before the purge bring `institution` back
+    /// (``Entitlement`` on the tombstone's gate fields with those changes merged in),
+    /// in which case the tombstone goes and the whole batch of the case applies.
+    ///
+    /// - Returns: the indices of `changes` to drop.
+    func screenPurged(_ changes: [Change], institution: InstitutionID, report: inout ApplyReport) throws -> Set<Int> {
+        // Most stores have purged nothing: one cheap query, not one per case.
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM caseTombstone)")) == true else {
+            return []
+        }
+        var byCase: [CaseID: [Int]] = [:]
+        for (index, change) in changes.enumerated() { byCase[change.caseID, default: []].append(index) }
+        var dropped: Set<Int> = []
+        for (caseID, indices) in byCase {
+            guard let caseRef = try caseRef(caseID, create: false), var tombstone = try tombstone(caseRef) else {
+                continue
+            }
+            let unseen = indices.map { changes[$0] }.filter { !tombstone.version.contains($0.dot) }
+            for change in unseen.sorted(by: Change.causalOrder) {
+                for (index, op) in change.ops.enumerated() where Entitlement.isGate(op.field) {
+                    var state = tombstone.gate[op.field] ?? .empty(for: op)
+                    try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
+                    tombstone.gate[op.field] = state
+                }
+            }
+            if Entitlement(of: institution, fields: tombstone.gate, schema: schema, nowMillis: wallMillis).receivesCase
+            {
+                try db.execute(sql: "DELETE FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef])
+                report.restored.append(caseID)
+            } else {
+                dropped.formUnion(indices)
+                report.droppedPurged += indices.count
+            }
+        }
+        return dropped
     }
 
     // MARK: Received changes

@@ -12,6 +12,12 @@ struct ChangeLogSegment {
         var caseRef: Int64
         var replicaRef: Int64
         var rest: [UInt8]
+
+        /// Whether this is what is left of a purged change: its case, no origin, no bytes.
+        /// It keeps its place so arrival numbers (peers' cursors) stay valid.
+        var isBlank: Bool { replicaRef == 0 }
+
+        static func blank(caseRef: Int64) -> Entry { Entry(caseRef: caseRef, replicaRef: 0, rest: []) }
     }
 
     /// Segments close at about this many bytes, so a row stays a modest blob.
@@ -30,6 +36,15 @@ struct ChangeLogSegment {
         writer.writeVarint(UInt64(bitPattern: replicaRef))
         writer.writeVarint(UInt64(canonical.count - headerLength))
         writer.write(bytes: canonical[headerLength...])
+        count += 1
+    }
+
+    /// Appends a stored entry as it is.
+    mutating func append(_ entry: Entry) {
+        writer.writeVarint(UInt64(bitPattern: entry.caseRef))
+        writer.writeVarint(UInt64(bitPattern: entry.replicaRef))
+        writer.writeVarint(UInt64(entry.rest.count))
+        writer.write(bytes: entry.rest)
         count += 1
     }
 

@@ -40,7 +40,7 @@ struct LogTail {
             var arrival: Int64 = row[0]
             for stored in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
                 defer { arrival += 1 }
-                guard arrival >= checkpointArrival else { continue }
+                guard arrival >= checkpointArrival, !stored.isBlank else { continue }
                 if caseKeys[stored.caseRef] == nil {
                     caseKeys[stored.caseRef] = try String.fetchOne(
                         db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [stored.caseRef])

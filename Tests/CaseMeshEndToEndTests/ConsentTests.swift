@@ -1,0 +1,128 @@
+import CaseMeshStore
+import Foundation
+import GRDB
+import Testing
+
+/// Need to know with consent, over real nodes: who receives a case, and what a node
+/// holds after its institution stops being entitled to it.
+@Suite(.serialized) struct ConsentTests {
+    /// The rows of a node's database that could hold anything of a case.
+    static func rows(_ data: String) throws -> [String: Int] {
+        let queue = try DatabaseQueue(path: data + "/" + CaseStore.databaseFileName)
+        return try queue.read { db in
+            var counts: [String: Int] = [:]
+            for table in ["fieldState", "pendingChange"] {
+                counts[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
+            }
+            return counts
+        }
+    }
+
+    /// Whether any file of the node's database holds these bytes.
+    static func databaseContains(_ data: String, _ text: String) throws -> Bool {
+        let needle = Data(text.utf8)
+        for suffix in ["", "-wal"] {
+            let path = data + "/" + CaseStore.databaseFileName + suffix
+            if let bytes = FileManager.default.contents(atPath: path), bytes.range(of: needle) != nil { return true }
+        }
+        return false
+    }
+
+    static func isoTime(secondsFromNow: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date().addingTimeInterval(secondsFromNow))
+    }
+
+    @Test func consentDecidesWhoHoldsTheCaseAndWithdrawalPurgesIt() throws {
+        let root = Binary.temporaryDirectory("consent")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let names = [
+            "dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server",
+            "community": "community.centre/server",
+        ]
+        var tls: [String: [String]] = [:]
+        for (short, replica) in names {
+            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
+            tls[short] = try authority.issue(replica)
+        }
+        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        func sync(_ short: String) throws -> String {
+            try Binary.ok(["sync"] + data(short) + tls[short]! + ["--peer", "dong.office/server=\(dong.address)"])
+        }
+
+        // The dong centre opens the case and shares it, under the household's consent,
+        // with the senior and mental health centres. The community centre is listed as
+        // a participant but no consent covers it.
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=crisis"] + data("dong"))
+        try Binary.ok(["case", "note", caseID, "history of depression, lives alone"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--until", Self.isoTime(secondsFromNow: 86_400)] + data("dong"))
+        try Binary.ok(["case", "share", caseID, "mental.centre"] + data("dong"))
+        try Binary.ok(["case", "add", caseID, "participants", "community.centre"] + data("dong"))
+        for short in ["senior", "mental", "community"] { _ = try sync(short) }
+        #expect(try NetworkTests.show(root + "/senior", caseID) != nil)
+        #expect(try NetworkTests.show(root + "/mental", caseID) != nil)
+        #expect(try NetworkTests.show(root + "/community", caseID) == nil)
+        let community = try DatabaseQueue(path: root + "/community/" + CaseStore.databaseFileName)
+        for table in ["caseRecord", "changeSegment", "fieldState", "pendingChange"] {
+            let count = try community.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") }
+            #expect(count == 0, "the community centre's \(table) holds nothing of the case")
+        }
+
+        #expect(try Self.databaseContains(root + "/senior", "history of depression"), "the note was on disk")
+
+        // The household withdraws its consent for the senior centre: at its next sync
+        // the senior centre's node purges the case, down to the bytes on disk.
+        try Binary.ok(["case", "withdraw", caseID, "senior.centre"] + data("dong"))
+        let report = try sync("senior")
+        #expect(report.contains("purged \(caseID)"), "\(report)")
+        let gone = try Binary.run(["case", "show", caseID] + data("senior"))
+        #expect(gone.status != 0 && gone.stderr.contains("purged"), "\(gone.stderr)")
+        #expect(try Self.rows(root + "/senior") == ["fieldState": 0, "pendingChange": 0])
+        #expect(!(try Self.databaseContains(root + "/senior", "history of depression")))
+
+        // The others keep working: the mental health centre's note reaches the dong
+        // centre; the senior centre, syncing again, does not get the case back.
+        try Binary.ok(["case", "note", caseID, "counselling started"] + data("mental"))
+        _ = try sync("mental")
+        #expect(try NetworkTests.show(root + "/dong", caseID)?.contains("counselling started") == true)
+        _ = try sync("senior")
+        #expect(try NetworkTests.show(root + "/senior", caseID) == nil)
+        #expect(!(try Self.databaseContains(root + "/senior", "counselling started")))
+
+        // Consent given again: the senior centre's next sync brings the whole history back.
+        try Binary.ok(["case", "share", caseID, "senior.centre"] + data("dong"))
+        _ = try sync("senior")
+        let back = try NetworkTests.show(root + "/senior", caseID)
+        #expect(back?.contains("history of depression") == true && back?.contains("counselling started") == true)
+        _ = try sync("mental")
+        #expect(back == (try NetworkTests.show(root + "/dong", caseID)), "the same case as the lead's")
+    }
+
+    @Test func anExpiredConsentStopsSharingWithoutAnyoneActing() throws {
+        let root = Binary.temporaryDirectory("consent-expiry")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        try Binary.ok(["init", "--replica", "dong.office/server", "--data", root + "/dong"])
+        try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])
+        let dongTLS = try authority.issue("dong.office/server")
+        let seniorTLS = try authority.issue("senior.centre/server")
+        let dong = try NodeProcess(["--data", root + "/dong"] + dongTLS, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high", "--data", root + "/dong"])
+        let until = Self.isoTime(secondsFromNow: 4)
+        try Binary.ok(["case", "share", caseID, "senior.centre", "--until", until, "--data", root + "/dong"])
+        let sync = ["sync", "--data", root + "/senior", "--peer", "dong.office/server=\(dong.address)"] + seniorTLS
+        try Binary.ok(sync)
+        #expect(try NetworkTests.show(root + "/senior", caseID) != nil)
+        Thread.sleep(forTimeInterval: 5)
+        try Binary.ok(["case", "note", caseID, "written after the consent ended", "--data", root + "/dong"])
+        let report = try Binary.ok(sync)
+        #expect(report.contains("purged \(caseID)"), "\(report)")
+        #expect(!(try Self.databaseContains(root + "/senior", "written after the consent ended")))
+    }
+}
