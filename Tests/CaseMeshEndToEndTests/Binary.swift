@@ -35,10 +35,21 @@ enum Binary {
 
     /// Runs `casemesh` with `arguments` to completion.
     @discardableResult
-    static func run(_ arguments: [String]) throws -> Result {
+    static func run(_ arguments: [String], input: String? = nil) throws -> Result {
         let stdout = Pipe()
         let stderr = Pipe()
-        let process = try start(arguments, stdout: stdout, stderr: stderr)
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         let output = stdout.fileHandleForReading.readDataToEndOfFile()
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

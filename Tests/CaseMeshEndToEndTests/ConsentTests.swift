@@ -126,3 +126,50 @@ import Testing
         #expect(!(try Self.databaseContains(root + "/senior", "written after the consent ended")))
     }
 }
+
+/// Resident registration numbers never leave the node in clear.
+@Suite struct ResidentNumberTests {
+    @Test func onlyTheKeyedHashIsStoredAndSentAndBothSidesCanMatchIt() throws {
+        let root = Binary.temporaryDirectory("rrn")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        try Binary.ok(["init", "--replica", "dong.office/server", "--data", root + "/dong"])
+        try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])
+        let secret = root + "/consortium.secret"
+        try Data("a consortium secret shared out of band, long enough".utf8).write(to: URL(fileURLWithPath: secret))
+        let caseID = try Binary.ok(["case", "open", "--field", "person#p1.name=Kim", "--data", root + "/dong"])
+        let number = "450812-1234567"
+        let identify = ["case", "identify", caseID, "p1", "--secret-file", secret, "--data", root + "/dong"]
+        #expect(try Binary.run(identify, input: number + "\n").status == 0)
+        // A malformed number is refused without being echoed back.
+        let bad = try Binary.run(identify, input: "4508121234\n")
+        #expect(bad.status != 0 && bad.stderr.contains("not a resident registration number"))
+        #expect(!bad.stderr.contains("4508121234"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--categories", "general,unique-id", "--data", root + "/dong"])
+        let dong = try NodeProcess(
+            ["--data", root + "/dong"] + authority.issue("dong.office/server"), logPath: root + "/dong.log")
+        defer { dong.stop() }
+        try Binary.ok(
+            ["sync", "--data", root + "/senior", "--peer", "dong.office/server=\(dong.address)"]
+                + authority.issue("senior.centre/server"))
+        for node in ["dong", "senior"] {
+            for form in [number, "4508121234567"] {
+                #expect(
+                    !(try ConsentTests.databaseContains(root + "/" + node, form)), "\(node) never stores the number")
+            }
+        }
+        let find = ["case", "find-person", "--json", "--secret-file", secret, "--data", root + "/senior"]
+        let found = try Binary.run(find, input: "4508121234567\n")
+        #expect(found.stdout.contains(caseID) && found.stdout.contains("p1"), "\(found.stdout) \(found.stderr)")
+        #expect(
+            try Binary.run(find, input: "450812-2234567\n").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "[]")
+        let otherSecret = root + "/other.secret"
+        try Data("another consortium's secret, also long enough!!".utf8).write(to: URL(fileURLWithPath: otherSecret))
+        let elsewhere = ["case", "find-person", "--json", "--secret-file", otherSecret, "--data", root + "/senior"]
+        #expect(
+            try Binary.run(elsewhere, input: number + "\n").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "[]")
+    }
+}

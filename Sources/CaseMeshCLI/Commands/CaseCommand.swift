@@ -8,7 +8,9 @@ struct CaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "case", abstract: "Open, edit and read cases.",
         subcommands: [
-            Open.self, Set.self, Add.self, Remove.self, Note.self, Share.self, Withdraw.self, Show.self, List.self,
+            Open.self, Set.self, Add.self, Remove.self, Note.self, Share.self, Withdraw.self, Identify.self,
+            FindPerson.self,
+            Show.self, List.self,
         ])
 }
 
@@ -209,6 +211,74 @@ extension CaseCommand {
                 grant.withdrawal(from: try CLIError.wrap { try InstitutionID(institution) }), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
             report(change, output: output)
+        }
+    }
+
+    struct Identify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a person's resident registration number as a keyed hash (read from standard input).",
+            discussion: """
+                The number is read from standard input (never from the command line, where it would stay in \
+                shell history and process lists), hashed with HMAC-SHA-256 under the consortium secret, and only \
+                the hash is written, to person#ID.rrnHash: it is what replicates, and only to institutions whose \
+                consent covers unique identifiers.
+                """)
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The case ID.") var caseID: String
+        @Argument(help: "The person's instance in the case (e.g. p1).") var person: String
+        @Option(help: "The file holding the consortium secret.") var secretFile: String
+
+        func run() throws {
+            let store = try store.openStore()
+            let hasher = try CLIError.wrap { try ResidentNumberHasher(secretFile: secretFile) }
+            let number = readLine(strippingNewline: true) ?? ""
+            let hash = try CLIError.wrap { try hasher.hash(number) }
+            let op = try FieldInput.checked(
+                .assign(FieldKey(entity: "person", instance: person, field: "rrnHash"), .string(hash)),
+                schema: store.schema)
+            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            report(change, output: output)
+        }
+    }
+
+    struct FindPerson: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "find-person",
+            abstract: "Find the cases that hold a person, by resident registration number (read from standard input).",
+            discussion: "Compares keyed hashes only: the number is neither stored nor sent.")
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @Option(help: "The file holding the consortium secret.") var secretFile: String
+
+        func run() throws {
+            let store = try store.openStore()
+            let hasher = try CLIError.wrap { try ResidentNumberHasher(secretFile: secretFile) }
+            let hash = try CLIError.wrap { try hasher.hash(readLine(strippingNewline: true) ?? "") }
+            var found: [(caseID: String, person: String)] = []
+            for summary in try CLIError.wrap({ try store.caseSummaries() }) {
+                let snapshot = try CLIError.wrap { try store.snapshot(of: summary.caseID) }
+                for (key, state) in snapshot.fields where key.entity == "person" && key.field == "rrnHash" {
+                    if case .register(let register) = state,
+                        register.siblings.contains(where: { $0.value == .string(hash) })
+                    {
+                        found.append((summary.caseID.rawValue, key.instance))
+                    }
+                }
+            }
+            found.sort { ($0.caseID, $0.person) < ($1.caseID, $1.person) }
+            if output.json {
+                emit(
+                    JSONValue.array(
+                        found.map { .object(["case": .string($0.caseID), "person": .string($0.person)]) }
+                    ).text)
+            } else if found.isEmpty {
+                emit("no case holds this person")
+            } else {
+                for item in found { emit("\(item.caseID)  person#\(item.person)") }
+            }
         }
     }
 
