@@ -90,8 +90,10 @@ extension CaseStore {
                 sql:
                     "SELECT caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone) ORDER BY caseKey"
             )
-            return try ids.map { text in
+            return try ids.compactMap { text in
                 let snapshot = try Self.snapshot(db, caseID: CaseID(text), tail: tail, schema: schema)
+                // Access logs are read through ``accessLog(of:)``, not listed as cases.
+                if Self.isAccessLog(snapshot) { return nil }
                 func register(_ name: String) -> String? {
                     guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else {
                         return nil
@@ -145,7 +147,15 @@ extension CaseStore {
                         ConflictSummary(caseID: snapshot.caseID, field: field, siblings: register.siblings))
                 }
             }
-            return conflicts.sorted { ($0.caseID, $0.field) < ($1.caseID, $1.field) }
+            // Concurrent first entries of an access log both name its lead: not a
+            // conflict anyone has to resolve.
+            let accessLogs = Set(
+                try Set(conflicts.map(\.caseID)).filter { caseID in
+                    Self.isAccessLog(try Self.snapshot(db, caseID: caseID, tail: tail, schema: schema))
+                })
+            return conflicts.filter { !accessLogs.contains($0.caseID) }.sorted {
+                ($0.caseID, $0.field) < ($1.caseID, $1.field)
+            }
         }
     }
 

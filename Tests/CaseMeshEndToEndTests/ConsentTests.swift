@@ -6,15 +6,19 @@ import Testing
 /// Need to know with consent, over real nodes: who receives a case, and what a node
 /// holds after its institution stops being entitled to it.
 @Suite(.serialized) struct ConsentTests {
-    /// The rows of a node's database that could hold anything of a case.
-    static func rows(_ data: String) throws -> [String: Int] {
+    /// The rows of a node's database that hold anything of a case (its access log,
+    /// a case of its own, is kept: it records who accessed the case, not the case).
+    static func rows(_ data: String, _ caseID: String) throws -> [String: Int] {
         let queue = try DatabaseQueue(path: data + "/" + CaseStore.databaseFileName)
         return try queue.read { db in
-            var counts: [String: Int] = [:]
-            for table in ["fieldState", "pendingChange"] {
-                counts[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? 0
-            }
-            return counts
+            [
+                "fieldState": try Int.fetchOne(
+                    db,
+                    sql: "SELECT COUNT(*) FROM fieldState JOIN caseRecord ON caseRecord.id = caseRef WHERE caseKey = ?",
+                    arguments: [caseID]) ?? 0,
+                "pendingChange": try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM pendingChange WHERE caseKey = ?", arguments: [caseID]) ?? 0,
+            ]
         }
     }
 
@@ -82,7 +86,7 @@ import Testing
         #expect(report.contains("purged \(caseID)"), "\(report)")
         let gone = try Binary.run(["case", "show", caseID] + data("senior"))
         #expect(gone.status != 0 && gone.stderr.contains("purged"), "\(gone.stderr)")
-        #expect(try Self.rows(root + "/senior") == ["fieldState": 0, "pendingChange": 0])
+        #expect(try Self.rows(root + "/senior", caseID) == ["fieldState": 0, "pendingChange": 0])
         #expect(!(try Self.databaseContains(root + "/senior", "history of depression")))
 
         // The others keep working: the mental health centre's note reaches the dong
@@ -171,5 +175,62 @@ import Testing
         #expect(
             try Binary.run(elsewhere, input: number + "\n").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 == "[]")
+    }
+}
+
+/// The access log: every read and write through the tool, replicated to the lead.
+@Suite struct AccessLogTests {
+    @Test func theLeadSeesEveryParticipantsReadsAndWritesAfterASync() throws {
+        let root = Binary.temporaryDirectory("audit")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let names = [
+            "dong": "dong.office/server", "senior": "senior.centre/laptop-2", "mental": "mental.centre/server",
+            "community": "community.centre/server",
+        ]
+        var tls: [String: [String]] = [:]
+        for (short, replica) in names {
+            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
+            tls[short] = try authority.issue(replica)
+        }
+        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        func sync(_ short: String) throws {
+            try Binary.ok(["sync"] + data(short) + tls[short]! + ["--peer", "dong.office/server=\(dong.address)"])
+        }
+        let caseID = try Binary.ok(["case", "open", "--actor", "choi", "--field", "riskLevel=high"] + data("dong"))
+        try Binary.ok(["case", "share", caseID, "senior.centre", "mental.centre", "--actor", "choi"] + data("dong"))
+        let other = try Binary.ok(["case", "open", "--actor", "choi", "--field", "riskLevel=low"] + data("dong"))
+        try Binary.ok(["case", "share", other, "mental.centre", "--actor", "choi"] + data("dong"))
+        for short in ["senior", "mental", "community"] { try sync(short) }
+
+        // On home visits: the senior centre's laptop reads the case, the mental health
+        // centre writes a note to it and reads the other case.
+        try Binary.ok(["case", "show", caseID, "--actor", "park", "--purpose", "monitoring"] + data("senior"))
+        try Binary.ok(["case", "note", caseID, "visited, stable", "--actor", "lee"] + data("mental"))
+        try Binary.ok(["case", "show", other, "--actor", "lee"] + data("mental"))
+        for short in ["senior", "mental", "community"] { try sync(short) }
+
+        let log =
+            try JSONSerialization.jsonObject(
+                with: Data(try Binary.ok(["audit", "--case", caseID, "--json"] + data("dong")).utf8))
+            as! [[String: String]]
+        let seen = Set(log.map { "\($0["node"]!) \($0["actor"]!) \($0["action"]!) \($0["purpose"]!)" })
+        #expect(seen.contains("dong.office/server choi open case-management"))
+        #expect(seen.contains("dong.office/server choi write case-management"))
+        #expect(seen.contains("senior.centre/laptop-2 park read monitoring"), "\(seen)")
+        #expect(seen.contains("mental.centre/server lee write case-management"), "\(seen)")
+        #expect(!seen.contains("mental.centre/server lee read case-management"), "the other case's read is not here")
+        #expect(log.allSatisfy { $0["time"]?.isEmpty == false && $0["institution"]?.isEmpty == false })
+
+        // The senior centre answers for what it holds; the other case it cannot see.
+        #expect(try Binary.run(["audit", "--case", other] + data("senior")).status != 0)
+        #expect(try Binary.run(["audit", "--case", caseID] + data("community")).status != 0)
+        let community = try DatabaseQueue(path: root + "/community/" + CaseStore.databaseFileName)
+        #expect(try community.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM caseRecord") } == 0)
+        // Reading does not change the case: every participant still shows the same one.
+        #expect(
+            try NetworkTests.show(root + "/dong", caseID) == (try NetworkTests.show(root + "/mental", caseID)))
     }
 }

@@ -49,6 +49,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
 
         @Option(name: .customLong("field"), help: "A field to set, name=value (repeatable; sets add the value).")
         var fields: [String] = []
@@ -77,6 +78,7 @@ extension CaseCommand {
             }
             var generator = SystemRandomNumberGenerator()
             let change = try CLIError.wrap { try store.openCase(ops: ops, using: &generator) }
+            try access.record(store, change.caseID, .open, via: "case open")
             if output.json {
                 emit(JSONValue.object(["case": .string(change.caseID.rawValue)]).text)
             } else {
@@ -91,6 +93,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The field: field, entity.field or entity#instance.field.") var field: String
         @Argument(help: "The new value.") var value: String
@@ -99,6 +102,7 @@ extension CaseCommand {
             let store = try store.openStore()
             let op = try FieldInput.assign(field, value, schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -109,6 +113,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The set field.") var field: String
         @Argument(help: "The element to add.") var element: String
@@ -117,6 +122,7 @@ extension CaseCommand {
             let store = try store.openStore()
             let op = try FieldInput.checked(.insert(FieldInput.key(field), element), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -126,6 +132,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The set field.") var field: String
         @Argument(help: "The element to remove.") var element: String
@@ -134,6 +141,7 @@ extension CaseCommand {
             let store = try store.openStore()
             let op = try FieldInput.checked(.remove(FieldInput.key(field), element), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -150,6 +158,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The institutions to share with.") var institutions: [String]
 
@@ -183,6 +192,7 @@ extension CaseCommand {
                 validUntil: until, subject: subject, grantor: grantor)
             let ops = try grant.ops().map { try FieldInput.checked($0, schema: store.schema) }
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: ops) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -197,6 +207,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The institution.") var institution: String
         @Option(help: "The consent entity's instance (default: the one named after the institution).")
@@ -210,6 +221,7 @@ extension CaseCommand {
             let op = try FieldInput.checked(
                 grant.withdrawal(from: try CLIError.wrap { try InstitutionID(institution) }), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -226,6 +238,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The person's instance in the case (e.g. p1).") var person: String
         @Option(help: "The file holding the consortium secret.") var secretFile: String
@@ -239,6 +252,7 @@ extension CaseCommand {
                 .assign(FieldKey(entity: "person", instance: person, field: "rrnHash"), .string(hash)),
                 schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -251,6 +265,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Option(help: "The file holding the consortium secret.") var secretFile: String
 
         func run() throws {
@@ -265,6 +280,7 @@ extension CaseCommand {
                         register.siblings.contains(where: { $0.value == .string(hash) })
                     {
                         found.append((summary.caseID.rawValue, key.instance))
+                        try access.record(store, summary.caseID, .read, via: "case find-person")
                     }
                 }
             }
@@ -287,6 +303,7 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The note.") var text: String
 
@@ -295,6 +312,7 @@ extension CaseCommand {
             let op = try FieldInput.checked(
                 .append(FieldKey(entity: "case", field: "notes"), text), schema: store.schema)
             let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
+            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
             report(change, output: output)
         }
     }
@@ -304,11 +322,13 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Argument(help: "The case ID.") var caseID: String
 
         func run() throws {
             let store = try store.openStore()
             let snapshot = try CLIError.wrap { try store.snapshot(of: FieldInput.caseID(caseID)) }
+            try access.record(store, snapshot.caseID, .read, via: "case show")
             emit(
                 output.json
                     ? CaseRendering.json(snapshot, schema: store.schema).text
@@ -321,10 +341,12 @@ extension CaseCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
 
         func run() throws {
             let store = try store.openStore()
             let summaries = try CLIError.wrap { try store.caseSummaries() }
+            try access.record(store, summaries.map(\.caseID), .read, via: "case list")
             if output.json {
                 emit(
                     JSONValue.array(

@@ -17,6 +17,7 @@ extension ChangesCommand {
 
         @OptionGroup var store: StoreOptions
         @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
         @Option(name: .long, help: "The bundle file to write.") var out: String
         @Option(name: .customLong("for"), help: "The recipient replica or institution ID.") var recipient: String?
 
@@ -37,6 +38,8 @@ extension ChangesCommand {
             } catch {
                 throw CLIError(message: "cannot write \(out): \(error.localizedDescription)")
             }
+            let exported = Set(changes.compactMap { try? Change(decoding: $0).caseID })
+            try access.record(store, exported.sorted(), .export, via: "changes export")
             if output.json {
                 emit(
                     JSONValue.object([

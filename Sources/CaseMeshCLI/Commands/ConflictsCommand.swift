@@ -8,10 +8,12 @@ struct ConflictsCommand: ParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var access: AccessOptions
 
     func run() throws {
         let store = try store.openStore()
         let conflicts = try CLIError.wrap { try store.openConflicts() }
+        try access.record(store, Array(Set(conflicts.map(\.caseID))).sorted(), .read, via: "conflicts")
         if output.json {
             emit(JSONValue.array(conflicts.map(CaseRendering.json)).text)
         } else if conflicts.isEmpty {
@@ -32,6 +34,7 @@ struct ResolveCommand: ParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var access: AccessOptions
     @Argument(help: "The case ID.") var caseID: String
     @Argument(help: "The conflicted field.") var field: String
     @Argument(help: "The value to keep.") var value: String
@@ -45,6 +48,7 @@ struct ResolveCommand: ParsableCommand {
             throw CLIError(message: "no open conflict on \(op.field) in \(caseID)")
         }
         let change = try CLIError.wrap { try store.write(caseID: caseID, ops: [op]) }
+        try access.record(store, caseID, .write, via: "resolve")
         report(change, output: output)
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
+import CaseMeshCRDT
 import CaseMeshStore
+import Foundation
 
 /// Options every command that opens a replica shares.
 struct StoreOptions: ParsableArguments {
@@ -15,4 +17,27 @@ struct StoreOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON.")
     var json = false
+}
+
+/// Who acts and why, for the access log of every case a command reads or writes.
+struct AccessOptions: ParsableArguments {
+    @Option(help: "Who is acting, for the access log (default: the operating-system user).")
+    var actor: String?
+    @Option(help: "Why, for the access log.")
+    var purpose = "case-management"
+
+    /// Records an access to a case in its access log (PIPA §29, §35).
+    func record(_ store: CaseStore, _ caseID: CaseID, _ action: AccessAction, via command: String) throws {
+        try record(store, [caseID], action, via: command)
+    }
+
+    /// Records the same access to several cases, in one transaction.
+    func record(_ store: CaseStore, _ caseIDs: [CaseID], _ action: AccessAction, via command: String) throws {
+        guard !caseIDs.isEmpty else { return }
+        let actor = actor ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+        try CLIError.wrap {
+            try store.recordAccess(
+                to: caseIDs, AccessRecord(action: action, actor: actor, purpose: purpose, via: "casemesh " + command))
+        }
+    }
 }

@@ -1,0 +1,154 @@
+public import CaseMeshCRDT
+import CaseMeshModel
+import Crypto
+import Foundation
+
+/// What someone did with a case's data through a node.
+public enum AccessAction: String, Codable, Sendable, CaseIterable {
+    case open, read, write, export
+}
+
+/// One entry of a case's access log.
+public struct AccessRecord: Hashable, Sendable, Codable {
+    public var action: AccessAction
+    /// The account that acted (the operating-system user running the tool, or the
+    /// name given with `--actor`).
+    public var actor: String
+    public var purpose: String
+    /// The command or API that made the access.
+    public var via: String
+
+    public init(action: AccessAction, actor: String, purpose: String, via: String) {
+        self.action = action
+        self.actor = actor
+        self.purpose = purpose
+        self.via = via
+    }
+}
+
+/// An access-log entry as a node holds it: the record, and who, where and when.
+public struct AccessEntry: Hashable, Sendable {
+    public var record: AccessRecord
+    /// The node that recorded it (its institution is the part before `/`).
+    public var node: ReplicaID
+    public var hlc: HybridTimestamp
+}
+
+extension CaseStore {
+    /// The case that holds another case's access log.
+    ///
+    /// Every read and write is a change appended to a companion case, not to the case
+    /// itself: reading a case does not change it, and the log replicates under its
+    /// own rule. The companion's lead is the case's lead institution, so the log goes
+    /// to the lead; the institutions that made accesses are its participants with a
+    /// statutory basis (PIPA's duty to keep access records), so each keeps its own.
+    /// Its ID is derived from the case's, so every node finds the same companion.
+    public static func accessLogCase(of caseID: CaseID) -> CaseID {
+        let digest = SHA256.hash(data: Array("casemesh access log v1 \(caseID.rawValue)".utf8))
+        let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+        var bits = digest.makeIterator()
+        var characters = "case-"
+        var buffer: UInt32 = 0
+        var available = 0
+        while characters.count < 31 {
+            if available < 5 {
+                buffer = (buffer << 8) | UInt32(bits.next() ?? 0)
+                available += 8
+            }
+            available -= 5
+            characters.append(alphabet[Int((buffer >> UInt32(available)) & 31)])
+        }
+        // Built from the alphabet CaseID accepts, 26 characters after the prefix.
+        return try! CaseID(characters)
+    }
+
+    static let accessLogField = FieldKey(entity: "case", field: "accessLog")
+    static let accessLogTag = "access-log"
+
+    /// Whether a case is the access log of another (see ``accessLogCase(of:)``).
+    static func isAccessLog(_ snapshot: CaseSnapshot) -> Bool {
+        if case .set(let tags)? = snapshot.fields[FieldKey(entity: "case", field: "tags")] {
+            return tags.contains(accessLogTag, .addWins)
+        }
+        return false
+    }
+
+    /// Appends an entry to a case's access log (see ``accessLogCase(of:)``).
+    ///
+    /// - Throws: ``StoreError`` `caseNotFound` when the case is not held here.
+    public func recordAccess(to caseID: CaseID, _ record: AccessRecord) throws(StoreError) {
+        try recordAccess(to: [caseID], record)
+    }
+
+    /// Appends the same entry to the access logs of several cases, in one transaction.
+    public func recordAccess(to caseIDs: [CaseID], _ record: AccessRecord) throws(StoreError) {
+        let entry: String
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            entry = String(decoding: try encoder.encode(record), as: UTF8.self)
+        } catch {
+            throw StoreError(code: .invalidWrite, message: "cannot encode the access record: \(error)")
+        }
+        let own = replicaID.institution
+        var writes: [(companion: CaseID, ops: [FieldOperation], isNew: Bool)] = []
+        for caseID in caseIDs {
+            let snapshot = try snapshot(of: caseID)
+            // An access log's own reads are not logged again.
+            if Self.isAccessLog(snapshot) { continue }
+            var lead = own.rawValue
+            if case .register(let register)? = snapshot.fields[Entitlement.lead],
+                case .string(let name)? = register.value
+            {
+                lead = name
+            }
+            let companion = Self.accessLogCase(of: caseID)
+            var ops: [FieldOperation] = [.append(Self.accessLogField, entry)]
+            let known = (try? self.snapshot(of: companion)).map { existing in
+                if case .set(let participants)? = existing.fields[Entitlement.participants] {
+                    return participants.contains(own.rawValue, .addWins)
+                }
+                return false
+            }
+            if known != true {
+                // The first entry this institution writes: it joins the log's participants
+                // under the statutory basis for keeping access records.
+                var opening: [FieldOperation] = [
+                    .insert(Entitlement.participants, lead),
+                    .insert(FieldKey(entity: "case", field: "tags"), Self.accessLogTag),
+                ]
+                if known == nil { opening.insert(.assign(Entitlement.lead, .string(lead)), at: 0) }
+                opening += ConsentGrant(
+                    instance: "access-log", recipients: [own], basis: "personal-information-protection-act"
+                ).ops()
+                ops = opening + ops
+            }
+            writes.append((companion, ops, known == nil))
+        }
+        guard !writes.isEmpty else { return }
+        let replicaID = replicaID
+        let batch = writes
+        try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
+            for write in batch {
+                _ = try session.commitLocal(
+                    caseID: write.companion, origin: replicaID, ops: write.ops, isNewCase: write.isNew)
+            }
+        }
+    }
+
+    /// The access log of a case as held here, oldest first.
+    ///
+    /// - Throws: ``StoreError`` `caseNotFound` when the case itself is not held here (a
+    ///   node answers only for cases it may see).
+    public func accessLog(of caseID: CaseID) throws(StoreError) -> [AccessEntry] {
+        _ = try snapshot(of: caseID)
+        guard let companion = try? snapshot(of: Self.accessLogCase(of: caseID)),
+            case .log(let log)? = companion.fields[Self.accessLogField]
+        else { return [] }
+        let decoder = JSONDecoder()
+        return log.visibleEntries.compactMap { entry in
+            guard let record = try? decoder.decode(AccessRecord.self, from: Data(entry.text.utf8)) else { return nil }
+            return AccessEntry(record: record, node: entry.id.dot.origin, hlc: entry.hlc)
+        }.sorted { ($0.hlc, $0.node) < ($1.hlc, $1.node) }
+    }
+}
