@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import Crypto
 import Foundation
 public import NIOSSL
 public import X509
@@ -13,6 +14,10 @@ public struct NodeCredentials: Sendable {
     public let revocationListPath: String?
     /// The replica ID in this node's own certificate.
     public let replicaID: ReplicaID
+    /// The certificate's key, for signing this node's changes (see ``sign(_:)``).
+    private let signingKey: P256.Signing.PrivateKey
+    /// This node's certificate (DER), sent with its seals.
+    public let certificateDER: [UInt8]
 
     /// Loads and checks the files.
     ///
@@ -44,7 +49,26 @@ public struct NodeCredentials: Sendable {
             throw NetError(code: .badCredentials, message: "no certificate in \(certificate)")
         }
         replicaID = try PeerVerifier.replicaID(of: leaf)
+        certificateDER = (try? leafPEM.toDERBytes()) ?? []
+        do {
+            signingKey = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
+        } catch {
+            throw NetError(code: .badCredentials, message: "the key \(key) is not an ECDSA P-256 key: \(error)")
+        }
+        guard signingKey.publicKey.rawRepresentation == P256.Signing.PublicKey(leaf.publicKey)?.rawRepresentation
+        else {
+            throw NetError(
+                code: .badCredentials, message: "the key \(key) does not belong to the certificate \(certificate)")
+        }
         revocationListPath = revocationList
         if let revocationList { _ = try PeerVerifier.loadRevocationList(revocationList, issuer: self.authority) }
     }
+
+    /// Signs a seal's message (ECDSA P-256 with SHA-256; raw r ‖ s).
+    public func sign(_ message: [UInt8]) throws -> [UInt8] {
+        Array(try signingKey.signature(for: message).rawRepresentation)
+    }
+
+    /// This node's raw P-256 public key.
+    public var publicKeyRaw: [UInt8] { Array(signingKey.publicKey.rawRepresentation) }
 }

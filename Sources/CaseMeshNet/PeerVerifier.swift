@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import Crypto
 public import Foundation
 import NIOCore
 public import NIOSSL
@@ -65,6 +66,33 @@ public struct PeerVerifier: Sendable {
         } catch {
             throw untrusted("the peer's certificate does not parse")
         }
+        return try await verify(leaf: leaf, intermediates: intermediates)
+    }
+
+    /// Verifies the certificate of a node whose seals arrived (through a relay,
+    /// perhaps): the consortium CA, expiry, the CRL, and that it names `replica`.
+    ///
+    /// - Returns: its raw P-256 public key.
+    /// - Throws: ``NetError`` `untrustedPeer` with the reason.
+    public func verifySigner(_ replica: ReplicaID, certificate der: [UInt8]) async throws(NetError) -> [UInt8] {
+        let leaf: Certificate
+        do {
+            leaf = try Certificate(derEncoded: der)
+        } catch {
+            throw NetError(code: .untrustedPeer, message: "the certificate of \(replica) does not parse")
+        }
+        let named = try await verify(leaf: leaf, intermediates: [])
+        guard named == replica else {
+            throw NetError(code: .untrustedPeer, message: "a certificate for \(named) was sent as \(replica)'s")
+        }
+        guard let key = P256.Signing.PublicKey(leaf.publicKey) else {
+            throw NetError(code: .untrustedPeer, message: "the certificate of \(replica) has no P-256 key")
+        }
+        return Array(key.rawRepresentation)
+    }
+
+    private func verify(leaf: Certificate, intermediates: [Certificate]) async throws(NetError) -> ReplicaID {
+        func untrusted(_ reason: String) -> NetError { NetError(code: .untrustedPeer, message: reason) }
         let time = now()
         var verifier = Verifier(rootCertificates: CertificateStore([credentials.authority])) {
             RFC5280Policy(fixedExpiryValidationTime: time)

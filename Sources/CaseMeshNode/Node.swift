@@ -23,6 +23,8 @@ public actor Node: Service {
     private var activeConnections = 0
     /// The port the listener is bound to (useful with port 0), once listening.
     public private(set) var boundPort: Int?
+    /// How this node signs its changes and verifies others'.
+    private let authentication: SyncRunner.Authentication
     private var onListening: (@Sendable (Int) -> Void)?
 
     public init(
@@ -39,8 +41,15 @@ public actor Node: Service {
                 "the certificate names \(credentials.replicaID) but the data directory holds replica \(store.replicaID)"
             )
         }
-        var transport = try SyncTransport(
-            credentials: credentials, verifier: PeerVerifier(credentials: credentials), group: group)
+        let verifier = PeerVerifier(credentials: credentials)
+        var transport = try SyncTransport(credentials: credentials, verifier: verifier, group: group)
+        authentication = SyncRunner.Authentication(
+            sign: { message in try credentials.sign(message) },
+            verifyCertificate: { replica, der in try await verifier.verifySigner(replica, certificate: der) })
+        // This node's own certificate signs its seals; it goes with them to peers.
+        try store.trustSigner(
+            credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
+        try store.sealOwnChanges(sign: { message in try credentials.sign(message) })
         transport.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
         self.transport = transport
         self.logger = logger
@@ -124,6 +133,7 @@ public actor Node: Service {
     ) async -> SyncRunner.Outcome {
         var runner = SyncRunner(store: store)
         runner.progress = progress
+        runner.authentication = authentication
         let outcome: SyncRunner.Outcome
         do {
             outcome = try await connection.channel.executeThenClose { inbound, outbound in

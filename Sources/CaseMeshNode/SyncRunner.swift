@@ -18,6 +18,26 @@ public struct SyncRunner: Sendable {
     public var pageBytes = 4 << 20
     /// Called after each pulled batch is applied, with the totals so far.
     public var progress: (@Sendable (SyncSummary) -> Void)?
+    /// How this node signs its changes and checks others' (`nil`: neither, for
+    /// in-memory tests and the simulator, which are about merging).
+    public var authentication: Authentication?
+
+    /// Signing and verification of changes (DESIGN.md property 6).
+    public struct Authentication: Sendable {
+        /// Signs a seal's message with this node's certificate key.
+        public var sign: SealSigner
+        /// Verifies a node's certificate (consortium CA, CRL, the replica ID it names)
+        /// and returns its raw P-256 public key.
+        public var verifyCertificate: @Sendable (ReplicaID, [UInt8]) async throws -> [UInt8]
+
+        public init(
+            sign: @escaping SealSigner,
+            verifyCertificate: @escaping @Sendable (ReplicaID, [UInt8]) async throws -> [UInt8]
+        ) {
+            self.sign = sign
+            self.verifyCertificate = verifyCertificate
+        }
+    }
 
     public init(store: CaseStore) {
         self.store = store
@@ -51,6 +71,15 @@ public struct SyncRunner: Sendable {
             return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
         }
         let memo = LogPageMemo()
+        // This node's changes leave it sealed; a certificate goes once per connection.
+        var certificatesSent: Set<ReplicaID> = []
+        if let authentication {
+            do {
+                try store.sealOwnChanges(sign: authentication.sign)
+            } catch {
+                return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
+            }
+        }
         var actions = session.start()
         var iterator = inbound.makeAsyncIterator()
         while true {
@@ -64,12 +93,33 @@ public struct SyncRunner: Sendable {
                         let page = try store.logPage(
                             from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes,
                             memo: memo)
+                        let certificates = page.certificates.filter { !certificatesSent.contains($0.key) }
+                        certificatesSent.formUnion(certificates.keys)
                         actions += session.pageLoaded(
-                            .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
+                            .init(
+                                changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal,
+                                leaves: page.leaves, seals: page.seals, certificates: certificates))
                     case .applyBatch(let batch):
+                        var seals: PulledSeals?
+                        if let authentication {
+                            for (signer, certificate) in batch.certificates.sorted(by: { $0.key < $1.key })
+                            where !(try store.knowsSigner(signer, certificate: certificate)) {
+                                // A certificate that does not verify is not recorded: the
+                                // seals it would check are refused, the rest goes on.
+                                do {
+                                    let key = try await authentication.verifyCertificate(signer, certificate)
+                                    try store.trustSigner(signer, publicKey: key, certificate: certificate)
+                                } catch let error as StoreError {
+                                    throw error
+                                } catch {
+                                    refused.append("certificate of \(signer) refused: \(error)")
+                                }
+                            }
+                            seals = PulledSeals(leaves: batch.leaves, seals: batch.seals)
+                        }
                         let report = try store.applyPulled(
                             batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
-                            checkpoint: batch.isFinal)
+                            checkpoint: batch.isFinal, authentication: seals)
                         refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
                         actions += session.batchApplied(report.applied)
                         progress?(session.summary)

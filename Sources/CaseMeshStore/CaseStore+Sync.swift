@@ -11,6 +11,24 @@ public struct LogPage: Hashable, Sendable {
     public var nextCursor: UInt64
     /// Whether the page reaches the end of the log.
     public var isFinal: Bool
+    /// For each change, where it sits in ``seals`` (`nil`: not sealed yet).
+    public var leaves: [SealLeaf?] = []
+    /// The seals that authenticate the changes.
+    public var seals: [Seal] = []
+    /// The certificates of the seals' signers.
+    public var certificates: [ReplicaID: [UInt8]] = [:]
+}
+
+/// The seals that came with a pulled batch: every change must be covered by a
+/// valid one from a signer whose certificate this node verified.
+public struct PulledSeals: Sendable {
+    public var leaves: [SealLeaf?]
+    public var seals: [Seal]
+
+    public init(leaves: [SealLeaf?], seals: [Seal]) {
+        self.leaves = leaves
+        self.seals = seals
+    }
 }
 
 /// What this node knows of one peer.
@@ -87,7 +105,8 @@ extension CaseStore {
     ///     sync) or leave it to a later checkpoint (the log's tail is replayed meanwhile).
     /// - Returns: what happened to the changes; undecodable ones are in `rejected`.
     public func applyPulled(
-        _ changes: [Change], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool
+        _ changes: [Change], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool,
+        authentication: PulledSeals? = nil
     ) throws(StoreError) -> ApplyReport {
         // Nothing new and the cursor where it was (an idle sync): no transaction, no fsync.
         if changes.isEmpty, try pullCursor(for: peer) == (logIdentity, nextCursor) {
@@ -95,17 +114,25 @@ extension CaseStore {
             if !checkpoint || nothingToCheckpoint { return ApplyReport() }
         }
         // The canonical encoding, rebuilt: exactly the bytes the origin wrote.
-        let decoded = changes.map { (change: $0, body: $0.encoded()) }
-        let order = decoded.indices.sorted { Change.causalOrder(decoded[$0].change, decoded[$1].change) }
+        let bodies = changes.map { $0.encoded() }
+        let order = changes.indices.sorted { Change.causalOrder(changes[$0], changes[$1]) }
         let now = clock.nowMillis()
         let peerName = peer.rawValue
         let pulled = Int64(changes.count)
         let institution = replicaID.institution
         return try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
             var report = ApplyReport()
+            var located: [(sealRef: Int64, leaf: Int)?] = Array(repeating: (0, 0), count: changes.count)
+            if let authentication {
+                located = try session.authenticate(
+                    changes, bodies: bodies, leaves: authentication.leaves, seals: authentication.seals, sender: peer,
+                    report: &report)
+            }
             let dropped = try session.screenPurged(changes, institution: institution, report: &report)
             for index in order where !dropped.contains(index) {
-                try session.receive(decoded[index].change, body: decoded[index].body, report: &report)
+                guard let place = located[index] else { continue }
+                try session.receive(
+                    changes[index], body: bodies[index], sealRef: place.sealRef, leaf: place.leaf, report: &report)
             }
             try session.drainPending(report: &report)
             try session.database.execute(
@@ -286,24 +313,28 @@ struct LogPageReader {
         let segments = try Row.fetchCursor(
             db, sql: "SELECT firstArrival, body FROM changeSegment WHERE id >= ? ORDER BY id", arguments: [firstSegment]
         )
-        var changes: [Change] = []
+        var changes: [Located] = []
         var bytes = 0
         var next = start
         var isFinal = true
+        var lastSeal: Int64 = 0
         // Cases the institution joins in this page with a history before the cursor.
         var joined: Set<Int64> = []
         // Changes that removed the institution from a case, found in this page.
-        var removals: [(caseRef: Int64, change: Change, arrival: UInt64)] = []
+        var removals: [(caseRef: Int64, change: Located, arrival: UInt64)] = []
         scan: while let row = try segments.next() {
             var position = UInt64(row[0] as Int64)
             let entries = try ChangeLogSegment.entries(of: [UInt8](row[1] as Data))
             for entry in entries {
                 defer { position += 1 }
                 guard position >= start else { continue }
-                if changes.count >= maxChanges || bytes >= maxBytes {
+                // Full: stop, but not inside a seal, so a seal travels whole (no digests
+                // of its other changes to send).
+                if changes.count >= maxChanges || bytes >= maxBytes, entry.sealRef == 0 || entry.sealRef != lastSeal {
                     isFinal = false
                     break scan
                 }
+                lastSeal = entry.sealRef
                 next = position + 1
                 guard !entry.isBlank else { continue }
                 guard try isEntitled(entry.caseRef) else {
@@ -312,7 +343,9 @@ struct LogPageReader {
                     // removal concurrent with its own edits cannot strand them.
                     if byteSequence(entry.rest, contains: institutionBytes) {
                         let change = try decode(entry)
-                        if removesInstitution(change) { removals.append((entry.caseRef, change, position)) }
+                        if removesInstitution(change) {
+                            removals.append((entry.caseRef, (change, entry.sealRef, entry.leaf), position))
+                        }
                     }
                     continue
                 }
@@ -321,29 +354,80 @@ struct LogPageReader {
                     joined.insert(entry.caseRef)
                 }
                 bytes += entry.rest.count + 48
-                changes.append(change)
+                changes.append((change, entry.sealRef, entry.leaf))
             }
         }
         // The institution joined these cases in this page: their history from before
         // the cursor goes first (what came after it is in the page already).
         let history = try history(ofCases: joined, before: start)
-        var departures: [Change] = []
+        var departures: [Located] = []
         for removal in removals {
             let seen = try self.history(ofCases: [removal.caseRef], before: removal.arrival).filter {
-                removal.change.context.contains($0.dot)
+                removal.change.change.context.contains($0.change.dot)
             }
             // Only an institution the removal actually took out (entitled in what the
             // removal had seen) learns of it; others learn nothing of the case.
-            if try wasEntitled(in: seen) { departures += seen + [removal.change] }
+            if try wasEntitled(in: seen.map(\.change)) { departures += seen + [removal.change] }
         }
-        return LogPage(changes: departures + history + changes, nextCursor: next, isFinal: isFinal)
+        return try sealedPage(departures + history + changes, nextCursor: next, isFinal: isFinal)
+    }
+
+    /// A change read from the log with the seal that authenticates it.
+    typealias Located = (change: Change, sealRef: Int64, leaf: Int)
+
+    /// The page with the seals of its changes: each seal once, with the digests of
+    /// the leaves whose changes are not in the page, and the certificates of their
+    /// signers.
+    private func sealedPage(_ items: [Located], nextCursor: UInt64, isFinal: Bool) throws -> LogPage {
+        var seals: [Seal] = []
+        var sealIndex: [Int64: Int] = [:]
+        var included: [Int64: Set<Int>] = [:]
+        for item in items where item.sealRef != 0 { included[item.sealRef, default: []].insert(item.leaf) }
+        var leaves: [SealLeaf?] = []
+        leaves.reserveCapacity(items.count)
+        let select = try db.cachedStatement(sql: "SELECT originRef, number, signature, digests FROM seal WHERE id = ?")
+        for item in items {
+            guard item.sealRef != 0 else {
+                leaves.append(nil)
+                continue
+            }
+            if sealIndex[item.sealRef] == nil {
+                guard let row = try Row.fetchOne(select, arguments: [item.sealRef]), let origin = coder.names[row[0]]
+                else { throw StoreError(code: .corrupt, message: "the change log names an unknown seal") }
+                let all = [UInt8](row[3] as Data)
+                let count = all.count / Seal.digestLength
+                var digests: [Int: [UInt8]] = [:]
+                let present = included[item.sealRef] ?? []
+                for leaf in 0..<count where !present.contains(leaf) {
+                    digests[leaf] = Array(all[leaf * Seal.digestLength..<(leaf + 1) * Seal.digestLength])
+                }
+                sealIndex[item.sealRef] = seals.count
+                seals.append(
+                    Seal(
+                        origin: origin, number: UInt64(row[1] as Int64), leafCount: count,
+                        signature: [UInt8](row[2] as Data), digests: digests))
+            }
+            leaves.append(SealLeaf(seal: sealIndex[item.sealRef]!, leaf: item.leaf))
+        }
+        var certificates: [ReplicaID: [UInt8]] = [:]
+        for origin in Set(seals.map(\.origin)) {
+            if let data = try Data.fetchOne(
+                db.cachedStatement(sql: "SELECT certificate FROM signer WHERE replica = ?"),
+                arguments: [origin.rawValue])
+            {
+                certificates[origin] = [UInt8](data)
+            }
+        }
+        return LogPage(
+            changes: items.map(\.change), nextCursor: nextCursor, isFinal: isFinal, leaves: leaves, seals: seals,
+            certificates: certificates)
     }
 
     /// Every change of the given cases that arrived before `arrival`, in order: one
     /// scan of the log for all of them.
-    private mutating func history(ofCases cases: Set<Int64>, before arrival: UInt64) throws -> [Change] {
+    private mutating func history(ofCases cases: Set<Int64>, before arrival: UInt64) throws -> [Located] {
         guard !cases.isEmpty else { return [] }
-        var result: [Change] = []
+        var result: [Located] = []
         let segments = try Row.fetchCursor(
             db, sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival < ? ORDER BY id",
             arguments: [Int64(arrival)])
@@ -352,7 +436,7 @@ struct LogPageReader {
             for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
                 defer { position += 1 }
                 if position < arrival && !entry.isBlank && cases.contains(entry.caseRef) {
-                    result.append(try decode(entry))
+                    result.append((try decode(entry), entry.sealRef, entry.leaf))
                 }
             }
         }

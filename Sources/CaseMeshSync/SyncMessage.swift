@@ -1,6 +1,6 @@
 public import CaseMeshCRDT
 
-/// One message of the CaseMesh sync protocol (version 1).
+/// One message of the CaseMesh sync protocol (version 2: batches carry seals).
 ///
 /// Every message travels in one frame: a 4-byte big-endian length, then the
 /// message type byte and its fields in CaseMesh's binary encoding (LEB128 varints,
@@ -56,12 +56,24 @@ public enum SyncMessage: Hashable, Sendable {
         public var nextCursor: UInt64
         /// Whether this batch reaches the end of the sender's log.
         public var isFinal: Bool
+        /// For each change, where it sits in ``seals`` (`nil`: not sealed).
+        public var leaves: [SealLeaf?]
+        /// The origins' seals that authenticate the changes.
+        public var seals: [Seal]
+        /// The certificates of the seals' signers (DER), for receivers that do not know them.
+        public var certificates: [ReplicaID: [UInt8]]
 
-        public init(logIdentity: String, changes: [Change], nextCursor: UInt64, isFinal: Bool) {
+        public init(
+            logIdentity: String, changes: [Change], nextCursor: UInt64, isFinal: Bool, leaves: [SealLeaf?] = [],
+            seals: [Seal] = [], certificates: [ReplicaID: [UInt8]] = [:]
+        ) {
             self.logIdentity = logIdentity
             self.changes = changes
             self.nextCursor = nextCursor
             self.isFinal = isFinal
+            self.leaves = leaves
+            self.seals = seals
+            self.certificates = certificates
         }
     }
 

@@ -38,7 +38,7 @@ public struct SyncSession: Sendable {
     }
 
     public struct Configuration: Hashable, Sendable {
-        public var protocolVersion: UInt64 = 1
+        public var protocolVersion: UInt64 = 2
         public var schemaVersion: UInt64
         /// Pages in flight before the server waits for an ack.
         public var window = 2
@@ -78,11 +78,21 @@ public struct SyncSession: Sendable {
         public var changes: [Change]
         public var nextCursor: UInt64
         public var isFinal: Bool
+        /// The seals of the changes and their signers' certificates (see ``Seal``).
+        public var leaves: [SealLeaf?]
+        public var seals: [Seal]
+        public var certificates: [ReplicaID: [UInt8]]
 
-        public init(changes: [Change], nextCursor: UInt64, isFinal: Bool) {
+        public init(
+            changes: [Change], nextCursor: UInt64, isFinal: Bool, leaves: [SealLeaf?] = [], seals: [Seal] = [],
+            certificates: [ReplicaID: [UInt8]] = [:]
+        ) {
             self.changes = changes
             self.nextCursor = nextCursor
             self.isFinal = isFinal
+            self.leaves = leaves
+            self.seals = seals
+            self.certificates = certificates
         }
     }
 
@@ -239,7 +249,8 @@ public struct SyncSession: Sendable {
                 .batch(
                     .init(
                         logIdentity: local.logIdentity, changes: page.changes, nextCursor: page.nextCursor,
-                        isFinal: page.isFinal)))
+                        isFinal: page.isFinal, leaves: page.leaves, seals: page.seals,
+                        certificates: page.certificates)))
         ]
         if page.isFinal {
             server = .serving(next: page.nextCursor, loading: false, inFlight: inFlightNow, sentFinal: true)

@@ -11,7 +11,9 @@ import Testing
     static let origin = try! ReplicaID("senior.centre/laptop-1")
 
     /// A bundle of `cases` × `perCase` changes from one origin, written by the test.
-    static func writeBundle(cases: Int, perCase: Int, to path: String, participants: [String] = []) throws -> Int {
+    static func writeBundle(
+        cases: Int, perCase: Int, to path: String, participants: [String] = [], origin: ReplicaID = origin
+    ) throws -> Int {
         var generator = SeededGenerator(seed: 2026)
         var changes: [[UInt8]] = []
         var millis: UInt64 = 1_763_856_000_000

@@ -182,9 +182,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let authority = try TestAuthority(in: root)
         try Binary.ok(["init", "--replica", "dong.office/server", "--data", root + "/dong"])
-        // A large log: 150 cases × 100 changes, shared with the senior centre.
+        // A large log of the dong centre's own (restored from a bundle): 150 cases ×
+        // 100 changes, shared with the senior centre; the node seals them when it starts.
         let bundle = root + "/big.cmb"
-        let total = try CrashTests.writeBundle(cases: 150, perCase: 100, to: bundle, participants: ["senior.centre"])
+        let total = try CrashTests.writeBundle(
+            cases: 150, perCase: 100, to: bundle, participants: ["senior.centre"],
+            origin: try ReplicaID("dong.office/server"))
         try Binary.ok(["changes", "import", bundle, "--data", root + "/dong"])
         let dong = try NodeProcess(
             ["--data", root + "/dong"] + authority.issue("dong.office/server"), logPath: root + "/dong.log")

@@ -187,7 +187,7 @@ import Testing
         toDongContinuation.yield(
             .hello(
                 .init(
-                    protocolVersion: 1, schemaVersion: 2, replica: try ReplicaID("mental.centre/server"),
+                    protocolVersion: 2, schemaVersion: 2, replica: try ReplicaID("mental.centre/server"),
                     logIdentity: "x")))
         toDongContinuation.finish()
         let sent = Counter()

@@ -9,10 +9,21 @@ let sampleChanges = RandomHistory(seed: 77).changes
     static let messages: [SyncMessage] = [
         .hello(
             .init(
-                protocolVersion: 1, schemaVersion: 1, replica: try! ReplicaID("dong.office/server"), logIdentity: "ab12"
+                protocolVersion: 2, schemaVersion: 1, replica: try! ReplicaID("dong.office/server"), logIdentity: "ab12"
             )),
         .pull(.init(logIdentity: "ab12", cursor: 42)),
         .batch(.init(logIdentity: "ab12", changes: Array(sampleChanges.prefix(3)), nextCursor: 99, isFinal: true)),
+        .batch(
+            .init(
+                logIdentity: "ab12", changes: Array(sampleChanges.prefix(3)), nextCursor: 99, isFinal: false,
+                leaves: [SealLeaf(seal: 0, leaf: 2), nil, SealLeaf(seal: 0, leaf: 0)],
+                seals: [
+                    Seal(
+                        origin: try! ReplicaID("dong.office/server"), number: 7, leafCount: 4,
+                        signature: Array(repeating: 9, count: 64),
+                        digests: [1: Array(repeating: 1, count: 32), 3: Array(repeating: 3, count: 32)])
+                ],
+                certificates: [try! ReplicaID("dong.office/server"): [0x30, 0x82, 0x01]])),
         .ack(.init(cursor: 99)),
         .done,
         .refusal(.init(reason: "incompatible")),
@@ -86,7 +97,7 @@ let sampleChanges = RandomHistory(seed: 77).changes
     }
 
     var hello: SyncMessage {
-        .hello(.init(protocolVersion: 1, schemaVersion: 1, replica: peer, logIdentity: "remote"))
+        .hello(.init(protocolVersion: 2, schemaVersion: 1, replica: peer, logIdentity: "remote"))
     }
 
     func isFailure(_ actions: [SyncSession.Action]) -> Bool {
@@ -111,7 +122,7 @@ let sampleChanges = RandomHistory(seed: 77).changes
     @Test func incompatibleSchemaIsRefusedWithAReason() {
         var session = session()
         let actions = session.receive(
-            .hello(.init(protocolVersion: 1, schemaVersion: 2, replica: peer, logIdentity: "remote")))
+            .hello(.init(protocolVersion: 2, schemaVersion: 2, replica: peer, logIdentity: "remote")))
         #expect(
             actions.contains(.send(.refusal(.init(reason: "incompatible peer: case schema version 2, expected 1")))))
         #expect(session.isEnded)

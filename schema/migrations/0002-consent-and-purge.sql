@@ -22,3 +22,50 @@ CREATE TABLE caseTombstone (
     version      BLOB    NOT NULL,
     gateFields   BLOB    NOT NULL
 );
+
+-- Signed changes. An origin node seals its own changes in the order it logged
+-- them, at most 4096 at a time: the signature (ECDSA P-256 with the key of the
+-- node's certificate) covers the origin, the seal's number and the SHA-256 of each
+-- change's canonical encoding, in order (digests, 32 bytes each). Receivers verify
+-- a seal before applying its changes and keep it, with all its digests, to pass
+-- the proof on when they relay the changes. Each stored change names its seal and
+-- its place in it (see ChangeLogSegment.swift, format 2).
+CREATE TABLE seal (
+    id          INTEGER PRIMARY KEY,
+    originRef   INTEGER NOT NULL,
+    number      INTEGER NOT NULL,
+    signature   BLOB    NOT NULL,
+    digests     BLOB    NOT NULL,
+    UNIQUE (originRef, number)
+);
+
+-- This node's own changes are sealed up to this arrival number in the change log.
+ALTER TABLE replicaInfo ADD COLUMN sealedThroughArrival INTEGER NOT NULL DEFAULT 1;
+
+-- The certificates of the nodes whose seals this node has verified (checked
+-- against the consortium CA and CRL when they arrived), to verify their seals and
+-- to pass on with their changes.
+CREATE TABLE signer (
+    replica      TEXT PRIMARY KEY,
+    publicKey    BLOB NOT NULL,
+    certificate  BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- Received changes refused because they could not be authenticated (no seal, a
+-- seal that does not verify, an unknown signer) or because their origin's
+-- institution is not a participant of their case: kept aside, reported by
+-- 'casemesh quarantine', never applied.
+CREATE TABLE quarantine (
+    id          INTEGER PRIMARY KEY,
+    caseKey     TEXT    NOT NULL,
+    origin      TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    sender      TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    receivedAt  INTEGER NOT NULL,
+    body        BLOB    NOT NULL
+);
+
+-- A change waiting for its dependencies keeps the seal that authenticated it.
+ALTER TABLE pendingChange ADD COLUMN sealRef INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pendingChange ADD COLUMN leaf INTEGER NOT NULL DEFAULT 0;

@@ -63,6 +63,13 @@ public struct BinaryReader: ~Copyable {
         return Array(bytes[offset..<offset + count])
     }
 
+    /// Reads exactly `count` raw bytes.
+    public mutating func readBytes(_ count: Int) throws(CRDTError) -> [UInt8] {
+        guard count <= remainingCount else { throw failure("\(count) bytes run past the end") }
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
+
     /// Skips a length-prefixed string or blob without reading it.
     public mutating func skipBlob() throws(CRDTError) {
         let count = try readCount(limit: Self.maximumLength, "length")

@@ -20,7 +20,7 @@ final class ApplySession {
     /// The transaction's connection, for writes that belong with the batch.
     var database: Database { db }
     private let schema: CaseSchema
-    private let wallMillis: UInt64
+    let wallMillis: UInt64
     private let cache: StoreCache
     private(set) var clock: HybridLogicalClock
     private var touchedCases: Set<Int64> = []
@@ -265,7 +265,9 @@ final class ApplySession {
 
     /// Receives one change: validates it, applies it when its dependencies are
     /// present, holds it as pending otherwise.
-    func receive(_ change: Change, body: [UInt8], report: inout ApplyReport) throws {
+    func receive(
+        _ change: Change, body: [UInt8], sealRef: Int64 = 0, leaf: Int = 0, report: inout ApplyReport
+    ) throws {
         do {
             try change.validateStructure()
             try schema.validate(change)
@@ -287,14 +289,19 @@ final class ApplySession {
         }
         guard held[change.origin] == change.seq - 1, held.includes(change.context) else {
             try db.cachedStatement(
-                sql: "INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)"
+                sql: """
+                    INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body, sealRef, leaf)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """
             )
-            .execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
+            .execute(arguments: [
+                change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body), sealRef, leaf,
+            ])
             deferredAny = true
             return
         }
         guard let caseRef = try existing ?? caseRef(change.caseID, create: true) else { return }
-        try apply(change, body: body, caseRef: caseRef)
+        try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf)
         report.applied += 1
         report.appliedOperations += change.ops.count
     }
@@ -305,7 +312,7 @@ final class ApplySession {
             let anyPending = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM pendingChange)") ?? false
             guard anyPending else { return }
         }
-        let select = try db.cachedStatement(sql: "SELECT body FROM pendingChange WHERE caseKey = ?")
+        let select = try db.cachedStatement(sql: "SELECT body, sealRef, leaf FROM pendingChange WHERE caseKey = ?")
         let delete = try db.cachedStatement(
             sql: "DELETE FROM pendingChange WHERE caseKey = ? AND origin = ? AND seq = ?")
         for caseRef in touchedCases.sorted() {
@@ -314,10 +321,10 @@ final class ApplySession {
                     db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
             else { continue }
             let caseID = try CaseID(caseKey)
-            var waiting: [(change: Change, body: [UInt8])] = []
-            for data in try Data.fetchAll(select, arguments: [caseID.rawValue]) {
-                let body = [UInt8](data)
-                if let change = try? Change(decoding: body) { waiting.append((change, body)) }
+            var waiting: [(change: Change, body: [UInt8], sealRef: Int64, leaf: Int)] = []
+            for row in try Row.fetchAll(select, arguments: [caseID.rawValue]) {
+                let body = [UInt8](row[0] as Data)
+                if let change = try? Change(decoding: body) { waiting.append((change, body, row[1], row[2])) }
             }
             guard !waiting.isEmpty else { continue }
             waiting.sort { Change.causalOrder($0.change, $1.change) }
@@ -331,9 +338,9 @@ final class ApplySession {
                             || (held[item.change.origin] == item.change.seq - 1 && held.includes(item.change.context))
                     })
                 else { break }
-                let (change, body) = waiting.remove(at: index)
+                let (change, body, sealRef, leaf) = waiting.remove(at: index)
                 if !held.contains(change.dot) {
-                    try apply(change, body: body, caseRef: caseRef)
+                    try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf)
                     report.applied += 1
                     report.appliedOperations += change.ops.count
                 }
@@ -354,9 +361,10 @@ final class ApplySession {
 
     /// Applies a change whose dependencies are all held: appends it to the log and
     /// merges it into the cached state, all operations or none.
-    private func apply(_ change: Change, body: [UInt8], caseRef: Int64) throws {
+    private func apply(_ change: Change, body: [UInt8], caseRef: Int64, sealRef: Int64 = 0, leaf: Int = 0) throws {
         try merge(change, caseRef: caseRef)
-        try segment.append(caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body)
+        try segment.append(
+            caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body, sealRef: sealRef, leaf: leaf)
         if segment.isFull { try writeSegment() }
         touchedCases.insert(caseRef)
         if change.hlc > clock.latest {

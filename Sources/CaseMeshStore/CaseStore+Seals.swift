@@ -1,0 +1,252 @@
+public import CaseMeshCRDT
+import Crypto
+import Foundation
+import GRDB
+
+/// A received change refused because it could not be authenticated, kept aside.
+public struct QuarantinedChange: Hashable, Sendable {
+    public var caseID: String
+    public var origin: String
+    public var seq: UInt64
+    /// The peer it came from.
+    public var sender: String
+    public var reason: String
+    public var receivedAtMillis: UInt64
+}
+
+/// Signs a seal's message with the node's certificate key (see ``Seal``).
+public typealias SealSigner = @Sendable ([UInt8]) throws -> [UInt8]
+
+extension CaseStore {
+    /// Seals this node's own changes that are not sealed yet, in log order, at most
+    /// ``Seal/maximumLeaves`` per seal, each signed by `sign`.
+    ///
+    /// Cheap when nothing is new: two reads. The node calls it when it starts and
+    /// before it serves a peer, so its changes always leave it sealed.
+    ///
+    /// - Returns: how many changes were sealed.
+    @discardableResult
+    public func sealOwnChanges(sign: SealSigner) throws(StoreError) -> Int {
+        let own = replicaID
+        return try write { db in
+            let sealedThrough =
+                try Int64.fetchOne(db, sql: "SELECT sealedThroughArrival FROM replicaInfo WHERE singleton = 1") ?? 1
+            let end =
+                try Int64.fetchOne(
+                    db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1") ?? 1
+            guard sealedThrough < end else { return 0 }
+            defer {
+                try? db.execute(
+                    sql: "UPDATE replicaInfo SET sealedThroughArrival = ? WHERE singleton = 1", arguments: [end])
+            }
+            guard
+                let ownRef = try Int64.fetchOne(
+                    db, sql: "SELECT id FROM replica WHERE name = ?", arguments: [own.rawValue])
+            else { return 0 }
+            var number = UInt64(
+                try Int64.fetchOne(db, sql: "SELECT MAX(number) FROM seal WHERE originRef = ?", arguments: [ownRef])
+                    ?? 0)
+            var caseKeys: [Int64: String] = [:]
+            // The segments holding unsealed changes of this node, decoded.
+            var segments: [(id: Int64, entries: [ChangeLogSegment.Entry])] = []
+            var pending: [(segment: Int, entry: Int, digest: [UInt8])] = []
+            for row in try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT id, firstArrival, body FROM changeSegment WHERE firstArrival + changeCount > ? ORDER BY id",
+                arguments: [sealedThrough])
+            {
+                var arrival: Int64 = row[1]
+                let entries = try ChangeLogSegment.entries(of: [UInt8](row[2] as Data))
+                for (index, entry) in entries.enumerated() {
+                    defer { arrival += 1 }
+                    guard arrival >= sealedThrough, entry.replicaRef == ownRef, entry.sealRef == 0 else { continue }
+                    if caseKeys[entry.caseRef] == nil {
+                        caseKeys[entry.caseRef] = try String.fetchOne(
+                            db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [entry.caseRef])
+                    }
+                    guard let caseKey = caseKeys[entry.caseRef] else {
+                        throw StoreError(code: .corrupt, message: "the change log names an unknown case")
+                    }
+                    let canonical = Change.encoded(caseID: caseKey, origin: own.rawValue, rest: entry.rest)
+                    pending.append((segments.count, index, Array(SHA256.hash(data: canonical))))
+                }
+                segments.append((row[0], entries))
+            }
+            var start = 0
+            while start < pending.count {
+                let run = pending[start..<min(start + Seal.maximumLeaves, pending.count)]
+                number += 1
+                let digests = run.map(\.digest)
+                let signature = try sign(Seal.message(origin: own, number: number, leaves: digests))
+                try db.execute(
+                    sql: "INSERT INTO seal (originRef, number, signature, digests) VALUES (?, ?, ?, ?)",
+                    arguments: [ownRef, Int64(number), Data(signature), Data(digests.joined())])
+                let sealRef = db.lastInsertedRowID
+                for (leaf, item) in run.enumerated() {
+                    segments[item.segment].entries[item.entry].sealRef = sealRef
+                    segments[item.segment].entries[item.entry].leaf = leaf
+                }
+                start += run.count
+            }
+            for index in Set(pending.map(\.segment)) {
+                var segment = ChangeLogSegment()
+                for entry in segments[index].entries { segment.append(entry) }
+                try db.execute(
+                    sql: "UPDATE changeSegment SET body = ? WHERE id = ?",
+                    arguments: [Data(segment.writer.bytes), segments[index].id])
+            }
+            return pending.count
+        }
+    }
+
+    /// Records a node's certificate and public key (raw P-256, 64 bytes) after the
+    /// caller verified the certificate against the consortium CA and CRL.
+    public func trustSigner(_ replica: ReplicaID, publicKey: [UInt8], certificate: [UInt8]) throws(StoreError) {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO signer (replica, publicKey, certificate) VALUES (?, ?, ?)
+                    ON CONFLICT (replica) DO UPDATE SET publicKey = excluded.publicKey, certificate = excluded.certificate
+                    """,
+                arguments: [replica.rawValue, Data(publicKey), Data(certificate)])
+        }
+    }
+
+    /// The certificates of these signers, as recorded by ``trustSigner(_:publicKey:certificate:)``.
+    public func signerCertificates(_ replicas: Set<ReplicaID>) throws(StoreError) -> [ReplicaID: [UInt8]] {
+        guard !replicas.isEmpty else { return [:] }
+        return try read { db in
+            var found: [ReplicaID: [UInt8]] = [:]
+            for replica in replicas {
+                if let data = try Data.fetchOne(
+                    db, sql: "SELECT certificate FROM signer WHERE replica = ?", arguments: [replica.rawValue])
+                {
+                    found[replica] = [UInt8](data)
+                }
+            }
+            return found
+        }
+    }
+
+    /// Whether this signer's certificate is recorded, byte for byte.
+    public func knowsSigner(_ replica: ReplicaID, certificate: [UInt8]) throws(StoreError) -> Bool {
+        try read { db in
+            try Data.fetchOne(
+                db, sql: "SELECT certificate FROM signer WHERE replica = ?", arguments: [replica.rawValue])
+                == Data(certificate)
+        }
+    }
+
+    /// The changes refused as unauthenticated, newest last.
+    public func quarantined() throws(StoreError) -> [QuarantinedChange] {
+        try read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT caseKey, origin, seq, sender, reason, receivedAt FROM quarantine ORDER BY id"
+            ).map { row in
+                QuarantinedChange(
+                    caseID: row[0], origin: row[1], seq: UInt64(row[2] as Int64), sender: row[3], reason: row[4],
+                    receivedAtMillis: UInt64(row[5] as Int64))
+            }
+        }
+    }
+}
+
+extension ApplySession {
+    /// Checks the seals of a received batch and sorts its changes: those a valid seal
+    /// covers, with the stored seal's ID and their leaf; the others are quarantined
+    /// (with why) and left out.
+    ///
+    /// - Returns: for each change, its `seal.id` and leaf, or `nil` when quarantined.
+    func authenticate(
+        _ changes: [Change], bodies: [[UInt8]], leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID,
+        report: inout ApplyReport
+    ) throws -> [(sealRef: Int64, leaf: Int)?] {
+        var result: [(sealRef: Int64, leaf: Int)?] = Array(repeating: nil, count: changes.count)
+        var reasons: [Int: String] = [:]
+        var members: [[Int]] = Array(repeating: [], count: seals.count)
+        for index in changes.indices {
+            guard let leaf = leaves.indices.contains(index) ? leaves[index] : nil, seals.indices.contains(leaf.seal)
+            else {
+                reasons[index] = "not signed by its origin"
+                continue
+            }
+            members[leaf.seal].append(index)
+        }
+        for (number, seal) in seals.enumerated() where !members[number].isEmpty {
+            let refusal = try check(seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves)
+            if let refusal {
+                for index in members[number] { reasons[index] = refusal }
+                continue
+            }
+            let sealRef = try storeSeal(seal, members: members[number], bodies: bodies, leaves: leaves)
+            for index in members[number] { result[index] = (sealRef, leaves[index]!.leaf) }
+        }
+        for (index, reason) in reasons.sorted(by: { $0.key < $1.key }) {
+            let change = changes[index]
+            try database.execute(
+                sql: """
+                    INSERT INTO quarantine (caseKey, origin, seq, sender, reason, receivedAt, body)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), sender.rawValue, reason,
+                    Int64(wallMillis), Data(bodies[index]),
+                ])
+            report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: "quarantined: \(reason)"))
+        }
+        return result
+    }
+
+    /// Why a seal does not authenticate its changes, or `nil` when it does.
+    private func check(
+        _ seal: Seal, members: [Int], changes: [Change], bodies: [[UInt8]], leaves: [SealLeaf?]
+    ) throws -> String? {
+        guard seal.leafCount > 0, seal.leafCount <= Seal.maximumLeaves else {
+            return "a seal of \(seal.leafCount) leaves"
+        }
+        guard
+            let keyData = try Data.fetchOne(
+                database.cachedStatement(sql: "SELECT publicKey FROM signer WHERE replica = ?"),
+                arguments: [seal.origin.rawValue]),
+            let key = try? P256.Signing.PublicKey(rawRepresentation: keyData)
+        else { return "no verified certificate for its signer \(seal.origin)" }
+        var digests: [[UInt8]?] = Array(repeating: nil, count: seal.leafCount)
+        for (leaf, digest) in seal.digests {
+            guard digests.indices.contains(leaf), digest.count == Seal.digestLength else { return "a malformed seal" }
+            digests[leaf] = digest
+        }
+        for index in members {
+            guard changes[index].origin == seal.origin else { return "sealed by \(seal.origin), not by its origin" }
+            let leaf = leaves[index]!.leaf
+            guard digests.indices.contains(leaf), digests[leaf] == nil else { return "a malformed seal" }
+            digests[leaf] = Array(SHA256.hash(data: bodies[index]))
+        }
+        let complete = digests.compactMap { $0 }
+        guard complete.count == seal.leafCount else { return "a seal with leaves missing" }
+        guard let signature = try? P256.Signing.ECDSASignature(rawRepresentation: seal.signature),
+            key.isValidSignature(
+                signature, for: Seal.message(origin: seal.origin, number: seal.number, leaves: complete))
+        else { return "the signature of \(seal.origin)'s seal \(seal.number) does not match the changes" }
+        return nil
+    }
+
+    /// Stores a verified seal with all its digests (once), returning its `seal.id`.
+    private func storeSeal(_ seal: Seal, members: [Int], bodies: [[UInt8]], leaves: [SealLeaf?]) throws -> Int64 {
+        let originRef = try replicaRef(seal.origin)
+        if let existing = try Int64.fetchOne(
+            database.cachedStatement(sql: "SELECT id FROM seal WHERE originRef = ? AND number = ?"),
+            arguments: [originRef, Int64(seal.number)])
+        {
+            return existing
+        }
+        var digests = seal.digests
+        for index in members { digests[leaves[index]!.leaf] = Array(SHA256.hash(data: bodies[index])) }
+        let all = (0..<seal.leafCount).flatMap { digests[$0] ?? [] }
+        try database.cachedStatement(
+            sql: "INSERT INTO seal (originRef, number, signature, digests) VALUES (?, ?, ?, ?)"
+        )
+        .execute(arguments: [originRef, Int64(seal.number), Data(seal.signature), Data(all)])
+        return database.lastInsertedRowID
+    }
+}
