@@ -108,7 +108,10 @@ let package = Package(
         .testTarget(name: "CaseMeshModelTests", dependencies: ["CaseMeshModel"], swiftSettings: strictSettings),
         .testTarget(
             name: "CaseMeshStoreTests",
-            dependencies: ["CaseMeshStore", "CaseMeshTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "CaseMeshStore", "CaseMeshTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -130,6 +133,7 @@ let package = Package(
             dependencies: [
                 "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),

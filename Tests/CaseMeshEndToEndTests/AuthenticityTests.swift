@@ -1,0 +1,119 @@
+import CaseMeshCRDT
+import Crypto
+import Foundation
+import GRDB
+import Testing
+
+@testable import CaseMeshStore
+
+/// A relay that alters another institution's change and re-signs it cannot make
+/// anyone apply it.
+@Suite(.serialized) struct AuthenticityTests {
+    /// Plays the compromised relay: in its own database, changes the value of the
+    /// origin's `riskLevel` write, puts the altered change's digest in the seal and
+    /// signs the seal again with the relay's own key.
+    static func tamper(_ data: String, caseID: String, origin: String, keyPath: String) throws {
+        let key = try P256.Signing.PrivateKey(pemRepresentation: String(contentsOfFile: keyPath, encoding: .utf8))
+        let queue = try DatabaseQueue(path: data + "/" + CaseStore.databaseFileName)
+        try queue.write { db in
+            let caseRef = try Int64.fetchOne(
+                db, sql: "SELECT id FROM caseRecord WHERE caseKey = ?", arguments: [caseID])!
+            let originRef = try Int64.fetchOne(db, sql: "SELECT id FROM replica WHERE name = ?", arguments: [origin])!
+            var done = false
+            for row in try Row.fetchAll(db, sql: "SELECT id, body FROM changeSegment ORDER BY id") where !done {
+                var entries = try ChangeLogSegment.entries(of: [UInt8](row[1] as Data))
+                for index in entries.indices where !done {
+                    let entry = entries[index]
+                    guard entry.caseRef == caseRef, entry.replicaRef == originRef else { continue }
+                    let canonical = Change.encoded(caseID: caseID, origin: origin, rest: entry.rest)
+                    var change = try Change(decoding: canonical)
+                    let risk = FieldKey(entity: "case", field: "riskLevel")
+                    guard let position = change.ops.firstIndex(where: { $0.field == risk }) else { continue }
+                    change.ops[position] = .assign(risk, .string("low"))
+                    let altered = change.encoded()
+                    entries[index].rest = Array(altered[try Change.headerLength(ofEncoded: altered)...])
+                    var segment = ChangeLogSegment()
+                    for item in entries { segment.append(item) }
+                    try db.execute(
+                        sql: "UPDATE changeSegment SET body = ? WHERE id = ?",
+                        arguments: [Data(segment.writer.bytes), row[0]])
+                    // The seal, with the altered digest, signed again by the relay.
+                    let seal = try Row.fetchOne(
+                        db, sql: "SELECT number, digests FROM seal WHERE id = ?", arguments: [entry.sealRef])!
+                    var digests = [UInt8](seal[1] as Data)
+                    digests.replaceSubrange(
+                        entry.leaf * 32..<(entry.leaf + 1) * 32, with: Array(SHA256.hash(data: altered)))
+                    let leaves = stride(from: 0, to: digests.count, by: 32).map { Array(digests[$0..<$0 + 32]) }
+                    let message = Seal.message(
+                        origin: try ReplicaID(origin), number: UInt64(seal[0] as Int64), leaves: leaves)
+                    let signature = try key.signature(for: message).rawRepresentation
+                    try db.execute(
+                        sql: "UPDATE seal SET digests = ?, signature = ? WHERE id = ?",
+                        arguments: [Data(digests), signature, entry.sealRef])
+                    done = true
+                }
+            }
+            #expect(done, "found the origin's riskLevel write to alter")
+        }
+    }
+
+    @Test func aRelayThatAltersAndResignsAChangeIsRefusedAndTheRestApplies() throws {
+        let root = Binary.temporaryDirectory("authenticity")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let names = ["dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server"]
+        var tls: [String: [String]] = [:]
+        for (short, replica) in names {
+            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
+            tls[short] = try authority.issue(replica)
+        }
+        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        func sync(_ short: String, with peer: String, at address: String) throws -> Binary.Result {
+            try Binary.run(["sync", "--json"] + data(short) + tls[short]! + ["--peer", "\(names[peer]!)=\(address)"])
+        }
+
+        // The dong centre's case, shared with both centres; its node seals it when it starts.
+        let tampered = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + data("dong"))
+        try Binary.ok(["case", "share", tampered, "senior.centre", "mental.centre"] + data("dong"))
+        let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        #expect(try sync("senior", with: "dong", at: dong.address).status == 0)
+        // A second case, written and sealed after: its seal stays honest.
+        let honest = try Binary.ok(["case", "open", "--field", "riskLevel=medium"] + data("dong"))
+        try Binary.ok(["case", "share", honest, "senior.centre", "mental.centre"] + data("dong"))
+        try Binary.ok(["case", "note", honest, "written by the dong centre"] + data("dong"))
+        #expect(try sync("senior", with: "dong", at: dong.address).status == 0)
+        try Binary.ok(["case", "note", honest, "written by the senior centre"] + data("senior"))
+
+        // The senior centre's node is compromised: it alters the dong centre's change
+        // and signs the seal again with its own key, then serves the mental health centre.
+        try Self.tamper(
+            root + "/senior", caseID: tampered, origin: "dong.office/server", keyPath: tls["senior"]![3])
+        let relay = try NodeProcess(data("senior") + tls["senior"]!, logPath: root + "/senior.log")
+        defer { relay.stop() }
+        let pulled = try sync("mental", with: "senior", at: relay.address)
+        #expect(pulled.status == 0, "a refused seal does not fail the sync: \(pulled.stderr)")
+
+        let quarantine =
+            try JSONSerialization.jsonObject(
+                with: Data(try Binary.ok(["quarantine", "--json"] + data("mental")).utf8)) as! [[String: Any]]
+        #expect(
+            quarantine.contains { $0["case"] as? String == tampered && $0["origin"] as? String == "dong.office/server" }
+        )
+        #expect(
+            quarantine.allSatisfy {
+                $0["case"] as? String == tampered && ($0["reason"] as? String)?.contains("signature") == true
+            })
+        #expect(quarantine.allSatisfy { $0["from"] as? String == "senior.centre/server" })
+        #expect(try NetworkTests.show(root + "/mental", tampered) == nil, "nothing of the altered seal applied")
+        let honestCase = try NetworkTests.show(root + "/mental", honest)
+        #expect(
+            honestCase?.contains("written by the dong centre") == true, "the honest seals in the same batch applied")
+        #expect(honestCase?.contains("written by the senior centre") == true)
+
+        // From the dong centre itself the genuine change arrives and applies.
+        #expect(try sync("mental", with: "dong", at: dong.address).status == 0)
+        let genuine = try NetworkTests.show(root + "/mental", tampered)
+        #expect(genuine?.contains("\"high\"") == true && genuine?.contains("\"low\"") == false)
+    }
+}
