@@ -28,6 +28,16 @@ extension CaseStore {
     @discardableResult
     public func sealOwnChanges(sign: SealSigner) throws(StoreError) -> Int {
         let own = replicaID
+        // The usual case, nothing new: a read, no write transaction.
+        let upToDate = try read { db in
+            try Bool.fetchOne(
+                db,
+                sql: """
+                    SELECT (SELECT sealedThroughArrival FROM replicaInfo WHERE singleton = 1)
+                    >= coalesce((SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1), 1)
+                    """) ?? false
+        }
+        if upToDate { return 0 }
         return try write { db in
             let sealedThrough =
                 try Int64.fetchOne(db, sql: "SELECT sealedThroughArrival FROM replicaInfo WHERE singleton = 1") ?? 1

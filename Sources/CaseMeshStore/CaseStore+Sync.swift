@@ -474,8 +474,9 @@ struct LogPageReader {
 
     /// Whether this change may give the institution a case it did not have, after
     /// earlier changes of the case (an opening change has no history to send): it
-    /// adds the institution to the participants or to a consent's recipients, or
-    /// changes what a consent covers or how long, or who leads the case.
+    /// adds the institution to the participants or to a consent's recipients, widens
+    /// what a consent covers, sets a consent's basis or end, or hands the institution
+    /// the lead.
     private func joinsWithHistory(_ change: Change) -> Bool {
         guard !(change.seq == 1 && change.context.sortedEntries.isEmpty) else { return false }
         return change.ops.contains { op in
@@ -483,8 +484,10 @@ struct LogPageReader {
             case .insert(let field, let element):
                 guard Entitlement.isGate(field) else { return false }
                 return element == institution.rawValue || field.field == "categories"
-            case .assign(let field, _):
-                return Entitlement.isGate(field)
+            case .assign(let field, let value):
+                if field == Entitlement.lead { return value == .string(institution.rawValue) }
+                // A consent's basis or end may make it valid again.
+                return field.entity == "consent" && (field.field == "validUntil" || field.field == "basis")
             default:
                 return false
             }

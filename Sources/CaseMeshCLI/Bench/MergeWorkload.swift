@@ -28,7 +28,10 @@ struct MergeWorkload {
     static func registerFields(_ schema: CaseSchema, count: Int) throws -> [FieldKey] {
         var keys: [FieldKey] = []
         for entity in schema.entities.values.sorted(by: { $0.name < $1.name }) {
-            for field in entity.fields where field.kind == .register && (field.type == .string || field.type == .text) {
+            // Consent fields decide who receives a case: a workload of random writes leaves them alone.
+            for field in entity.fields
+            where field.kind == .register && (field.type == .string || field.type == .text) && entity.name != "consent"
+            {
                 keys.append(FieldKey(entity: entity.name, instance: entity.multiple ? "b1" : "", field: field.name))
             }
         }
