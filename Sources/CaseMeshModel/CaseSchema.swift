@@ -159,6 +159,9 @@ public struct CaseSchema: Sendable, MergeRules {
             try validate(.string(text), for: key, field: field)
         case .redact:
             guard field.kind == .log else { throw wrongKind("redact") }
+        case .withheld:
+            // Withheld from this node by the sender: only the field must exist.
+            break
         }
     }
 

@@ -113,8 +113,11 @@ public struct ScenarioRunner {
                     let key = try FieldKey(parsing: field)
                     if key == Entitlement.participants {
                         // The stories are about merging: adding a participant in a story
-                        // also records the household's consent to share with it.
-                        ops += ConsentGrant(recipients: try elements.map { try InstitutionID($0) }).ops()
+                        // also records the household's consent to share all of it with it.
+                        ops += ConsentGrant(
+                            recipients: try elements.map { try InstitutionID($0) },
+                            categories: DataCategory.allCases
+                        ).ops()
                     } else {
                         ops += elements.map { .insert(key, $0) }
                     }

@@ -174,21 +174,19 @@ extension CaseStore {
             let coder = try ReplicaTableCoder(db)
             var caseKeys: [Int64: String] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") { caseKeys[row[0]] = row[1] }
-            var allowed: Set<Int64>?
+            var allowed: [Int64: Set<DataCategory>]?
             if let institution {
                 // What a sync would send that institution now (``Entitlement``).
                 let tail = try LogTail(db)
                 let now = clock.nowMillis()
-                var entitled: Set<Int64> = []
+                var entitled: [Int64: Set<DataCategory>] = [:]
                 for row in try Row.fetchAll(
                     db, sql: "SELECT id, caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
                 {
                     let snapshot = try Self.snapshot(db, caseID: CaseID(row[1] as String), tail: tail, schema: schema)
-                    if Entitlement(of: institution, fields: snapshot.fields, schema: schema, nowMillis: now)
-                        .receivesCase
-                    {
-                        entitled.insert(row[0])
-                    }
+                    let entitlement = Entitlement(
+                        of: institution, fields: snapshot.fields, schema: schema, nowMillis: now)
+                    if entitlement.receivesCase { entitled[row[0]] = entitlement.categories }
                 }
                 allowed = entitled
             }
@@ -197,11 +195,21 @@ extension CaseStore {
             while let segment = try segments.next() {
                 for entry in try ChangeLogSegment.entries(of: [UInt8](segment)) {
                     if entry.isBlank { continue }
-                    if let allowed, !allowed.contains(entry.caseRef) { continue }
+                    if let allowed, allowed[entry.caseRef] == nil { continue }
                     guard let caseKey = caseKeys[entry.caseRef], let origin = coder.names[entry.replicaRef] else {
                         throw StoreError(code: .corrupt, message: "the change log names an unknown case or replica")
                     }
-                    encoded.append(Change.encoded(caseID: caseKey, origin: origin.rawValue, rest: entry.rest))
+                    let canonical = Change.encoded(caseID: caseKey, origin: origin.rawValue, rest: entry.rest)
+                    if let categories = allowed?[entry.caseRef] {
+                        // Fields the recipient's consent does not cover are withheld.
+                        guard
+                            let restricted = Self.restrict(
+                                try Change(decoding: canonical), to: categories, schema: schema)
+                        else { continue }
+                        encoded.append(restricted.encoded())
+                    } else {
+                        encoded.append(canonical)
+                    }
                 }
             }
             return encoded

@@ -14,6 +14,26 @@ public struct QuarantinedChange: Hashable, Sendable {
     public var receivedAtMillis: UInt64
 }
 
+/// The leaves of seals.
+public enum SealDigest {
+    /// What a seal covers of a change: the SHA-256 of its head (case, origin, seq,
+    /// HLC, context, operation count) followed by each operation's SHA-256. A change
+    /// whose sensitive operations were withheld from a receiver (each replaced by its
+    /// digest) has the same leaf, so the origin's seal still verifies.
+    public static func leaf(of change: Change) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: change.encodedHead())
+        for op in change.ops { hasher.update(data: operation(op)) }
+        return Array(hasher.finalize())
+    }
+
+    /// The SHA-256 of one operation's encoding (what a withheld operation carries).
+    public static func operation(_ op: FieldOperation) -> [UInt8] {
+        if case .withheld(_, let digest) = op { return digest }
+        return Array(SHA256.hash(data: op.encoded()))
+    }
+}
+
 /// Signs a seal's message with the node's certificate key (see ``Seal``).
 public typealias SealSigner = @Sendable ([UInt8]) throws -> [UInt8]
 
@@ -79,7 +99,7 @@ extension CaseStore {
                         throw StoreError(code: .corrupt, message: "the change log names an unknown case")
                     }
                     let canonical = Change.encoded(caseID: caseKey, origin: own.rawValue, rest: entry.rest)
-                    pending.append((segments.count, index, Array(SHA256.hash(data: canonical))))
+                    pending.append((segments.count, index, SealDigest.leaf(of: try Change(decoding: canonical))))
                 }
                 segments.append((row[0], entries))
             }
@@ -189,7 +209,7 @@ extension ApplySession {
                 for index in members[number] { reasons[index] = refusal }
                 continue
             }
-            let sealRef = try storeSeal(seal, members: members[number], bodies: bodies, leaves: leaves)
+            let sealRef = try storeSeal(seal, members: members[number], changes: changes, leaves: leaves)
             for index in members[number] { result[index] = (sealRef, leaves[index]!.leaf) }
         }
         for (index, reason) in reasons.sorted(by: { $0.key < $1.key }) {
@@ -230,7 +250,7 @@ extension ApplySession {
             guard changes[index].origin == seal.origin else { return "sealed by \(seal.origin), not by its origin" }
             let leaf = leaves[index]!.leaf
             guard digests.indices.contains(leaf), digests[leaf] == nil else { return "a malformed seal" }
-            digests[leaf] = Array(SHA256.hash(data: bodies[index]))
+            digests[leaf] = SealDigest.leaf(of: changes[index])
         }
         let complete = digests.compactMap { $0 }
         guard complete.count == seal.leafCount else { return "a seal with leaves missing" }
@@ -242,7 +262,7 @@ extension ApplySession {
     }
 
     /// Stores a verified seal with all its digests (once), returning its `seal.id`.
-    private func storeSeal(_ seal: Seal, members: [Int], bodies: [[UInt8]], leaves: [SealLeaf?]) throws -> Int64 {
+    private func storeSeal(_ seal: Seal, members: [Int], changes: [Change], leaves: [SealLeaf?]) throws -> Int64 {
         let originRef = try replicaRef(seal.origin)
         if let existing = try Int64.fetchOne(
             database.cachedStatement(sql: "SELECT id FROM seal WHERE originRef = ? AND number = ?"),
@@ -251,7 +271,7 @@ extension ApplySession {
             return existing
         }
         var digests = seal.digests
-        for index in members { digests[leaves[index]!.leaf] = Array(SHA256.hash(data: bodies[index])) }
+        for index in members { digests[leaves[index]!.leaf] = SealDigest.leaf(of: changes[index]) }
         let all = (0..<seal.leafCount).flatMap { digests[$0] ?? [] }
         try database.cachedStatement(
             sql: "INSERT INTO seal (originRef, number, signature, digests) VALUES (?, ?, ?, ?)"

@@ -195,7 +195,7 @@ extension CaseStore {
 public final class LogPageMemo: @unchecked Sendable {
     private let lock = NSLock()
     fileprivate var logEnd: Int64 = -1
-    fileprivate var entitled: [Int64: Bool] = [:]
+    fileprivate var entitled: [Int64: Set<DataCategory>] = [:]
     fileprivate var caseIDs: [Int64: CaseID] = [:]
 
     public init() {}
@@ -215,7 +215,7 @@ struct LogPageReader {
     let tail: LogTail
     let coder: ReplicaTableCoder
     private var caseKeys: [Int64: String] = [:]
-    private var entitled: [Int64: Bool]
+    private var entitled: [Int64: Set<DataCategory>]
     private let participants = FieldKey(entity: "case", field: "participants")
     private let gateStatement: Statement
     private let nowMillis: UInt64
@@ -271,15 +271,29 @@ struct LogPageReader {
     /// checkpointed gate fields, with the log's tail replayed on top when the tail
     /// touches the case.
     private mutating func isEntitled(_ caseRef: Int64) throws -> Bool {
+        try categories(caseRef).contains(.general)
+    }
+
+    /// The data categories the institution may receive of the case now.
+    private mutating func categories(_ caseRef: Int64) throws -> Set<DataCategory> {
         if let known = entitled[caseRef] { return known }
         var fields = try CaseStore.gateFields(caseRef: caseRef, statement: gateStatement, coder: coder)
         if !tail.changes(ofCase: caseRef).isEmpty {
             var version = VersionVector()
             try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
         }
-        let answer = Entitlement(of: institution, fields: fields, schema: schema, nowMillis: nowMillis).receivesCase
+        let answer = Entitlement(of: institution, fields: fields, schema: schema, nowMillis: nowMillis).categories
         entitled[caseRef] = answer
         return answer
+    }
+
+    /// The change as this institution may receive it: operations on fields of a
+    /// category its consent does not cover are withheld (replaced by their digest, so
+    /// the origin's seal still verifies). `nil` when this node holds the change with
+    /// operations withheld that the institution may see: it must get it whole from a
+    /// node that has it.
+    private func restrict(_ change: Change, to categories: Set<DataCategory>) -> Change? {
+        CaseStore.restrict(change, to: categories, schema: schema)
     }
 
     private var caseIDs: [Int64: CaseID]
@@ -344,7 +358,8 @@ struct LogPageReader {
                     if byteSequence(entry.rest, contains: institutionBytes) {
                         let change = try decode(entry)
                         if removesInstitution(change) {
-                            removals.append((entry.caseRef, (change, entry.sealRef, entry.leaf), position))
+                            removals.append(
+                                (entry.caseRef, (change, entry.sealRef, entry.leaf, entry.caseRef), position))
                         }
                     }
                     continue
@@ -353,13 +368,19 @@ struct LogPageReader {
                 if start > 1, !joined.contains(entry.caseRef), joinsWithHistory(change) {
                     joined.insert(entry.caseRef)
                 }
+                guard let allowed = restrict(change, to: try categories(entry.caseRef)) else { continue }
                 bytes += entry.rest.count + 48
-                changes.append((change, entry.sealRef, entry.leaf))
+                changes.append((allowed, entry.sealRef, entry.leaf, entry.caseRef))
             }
         }
         // The institution joined these cases in this page: their history from before
         // the cursor goes first (what came after it is in the page already).
-        let history = try history(ofCases: joined, before: start)
+        var history: [Located] = []
+        for item in try self.history(ofCases: joined, before: start) {
+            if let allowed = restrict(item.change, to: try categories(item.caseRef)) {
+                history.append((allowed, item.sealRef, item.leaf, item.caseRef))
+            }
+        }
         var departures: [Located] = []
         for removal in removals {
             let seen = try self.history(ofCases: [removal.caseRef], before: removal.arrival).filter {
@@ -367,13 +388,20 @@ struct LogPageReader {
             }
             // Only an institution the removal actually took out (entitled in what the
             // removal had seen) learns of it; others learn nothing of the case.
-            if try wasEntitled(in: seen.map(\.change)) { departures += seen + [removal.change] }
+            // What it learns on the way out is what any participant may: general data.
+            if try wasEntitled(in: seen.map(\.change)) {
+                for item in seen + [removal.change] {
+                    if let allowed = restrict(item.change, to: [.general]) {
+                        departures.append((allowed, item.sealRef, item.leaf, item.caseRef))
+                    }
+                }
+            }
         }
         return try sealedPage(departures + history + changes, nextCursor: next, isFinal: isFinal)
     }
 
     /// A change read from the log with the seal that authenticates it.
-    typealias Located = (change: Change, sealRef: Int64, leaf: Int)
+    typealias Located = (change: Change, sealRef: Int64, leaf: Int, caseRef: Int64)
 
     /// The page with the seals of its changes: each seal once, with the digests of
     /// the leaves whose changes are not in the page, and the certificates of their
@@ -436,7 +464,7 @@ struct LogPageReader {
             for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
                 defer { position += 1 }
                 if position < arrival && !entry.isBlank && cases.contains(entry.caseRef) {
-                    result.append((try decode(entry), entry.sealRef, entry.leaf))
+                    result.append((try decode(entry), entry.sealRef, entry.leaf, entry.caseRef))
                 }
             }
         }
@@ -497,6 +525,25 @@ struct LogPageReader {
 }
 
 extension CaseStore {
+    /// A change as an institution covered for `categories` may receive it (see
+    /// ``LogPageReader``): uncovered operations withheld, or `nil` when operations
+    /// already withheld here are ones it may see.
+    static func restrict(_ change: Change, to categories: Set<DataCategory>, schema: CaseSchema) -> Change? {
+        if categories.count == DataCategory.allCases.count && !change.ops.contains(where: \.isWithheld) {
+            return change
+        }
+        var restricted = change
+        for (index, op) in change.ops.enumerated() {
+            let covered = categories.contains(schema.category(of: op.field))
+            if op.isWithheld {
+                if covered { return nil }
+            } else if !covered {
+                restricted.ops[index] = .withheld(op.field, digest: SealDigest.operation(op))
+            }
+        }
+        return restricted
+    }
+
     /// The gate fields of a case (see ``Entitlement/isGate(_:)``), as checkpointed.
     static let gateFieldsSQL = """
         SELECT fieldName.name, fieldState.state FROM fieldState JOIN fieldName ON fieldName.id = fieldState.fieldRef

@@ -67,6 +67,10 @@ public struct CompactChangeEncoder: Sendable {
                 writer.write(4)
                 writeReference(field.storageKey, into: &writer)
                 writer.writeString(text)
+            case .withheld(let field, let digest):
+                writer.write(6)
+                writeReference(field.storageKey, into: &writer)
+                writer.write(bytes: digest)
             case .redact(let field, let target):
                 writer.write(5)
                 writeReference(field.storageKey, into: &writer)
@@ -179,6 +183,7 @@ public struct CompactChangeDecoder: Sendable {
                 guard targetSeq > 0 else { throw reader.failure("sequence number 0") }
                 ops.append(
                     .redact(field, LogEntryID(dot: Dot(origin: targetOrigin, seq: targetSeq), index: UInt32(index))))
+            case 6: ops.append(.withheld(field, digest: try reader.readBytes(32)))
             default: throw reader.failure("unknown operation tag \(tag)")
             }
         }

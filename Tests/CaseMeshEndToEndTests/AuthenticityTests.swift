@@ -42,7 +42,7 @@ import Testing
                         db, sql: "SELECT number, digests FROM seal WHERE id = ?", arguments: [entry.sealRef])!
                     var digests = [UInt8](seal[1] as Data)
                     digests.replaceSubrange(
-                        entry.leaf * 32..<(entry.leaf + 1) * 32, with: Array(SHA256.hash(data: altered)))
+                        entry.leaf * 32..<(entry.leaf + 1) * 32, with: SealDigest.leaf(of: change))
                     let leaves = stride(from: 0, to: digests.count, by: 32).map { Array(digests[$0..<$0 + 32]) }
                     let message = Seal.message(
                         origin: try ReplicaID(origin), number: UInt64(seal[0] as Int64), leaves: leaves)

@@ -234,3 +234,56 @@ import Testing
             try NetworkTests.show(root + "/dong", caseID) == (try NetworkTests.show(root + "/mental", caseID)))
     }
 }
+
+/// Sensitive fields go only where a consent covers sensitive data.
+@Suite struct SensitiveFieldTests {
+    @Test func healthDataReachesOnlyTheInstitutionWhoseConsentCoversIt() throws {
+        let root = Binary.temporaryDirectory("sensitive")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let names = [
+            "dong": "dong.office/server", "senior": "senior.centre/server", "community": "community.centre/server",
+            "laptop": "senior.centre/laptop-1",
+        ]
+        var tls: [String: [String]] = [:]
+        for (short, replica) in names {
+            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
+            tls[short] = try authority.issue(replica)
+        }
+        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        // One change with general and sensitive fields together.
+        let caseID = try Binary.ok(
+            [
+                "case", "open", "--field", "riskLevel=crisis", "--field", "person#p1.name=Kim",
+                "--field", "person#p1.healthNotes=severe depression, under treatment",
+                "--field", "person#p1.disability=true",
+            ] + data("dong"))
+        try Binary.ok(["case", "share", caseID, "senior.centre", "--categories", "general,sensitive"] + data("dong"))
+        try Binary.ok(["case", "share", caseID, "community.centre", "--categories", "general"] + data("dong"))
+        let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        func sync(_ short: String, with peer: String, at address: String) throws {
+            try Binary.ok(["sync"] + data(short) + tls[short]! + ["--peer", "\(names[peer]!)=\(address)"])
+        }
+        try sync("senior", with: "dong", at: dong.address)
+        try sync("community", with: "dong", at: dong.address)
+
+        let senior = try NetworkTests.show(root + "/senior", caseID)
+        #expect(senior?.contains("severe depression") == true && senior?.contains("\"crisis\"") == true)
+        let community = try NetworkTests.show(root + "/community", caseID)
+        #expect(community?.contains("\"crisis\"") == true && community?.contains("Kim") == true, "general data arrives")
+        #expect(community?.contains("healthNotes") == false && community?.contains("disability") == false)
+        #expect(!(try ConsentTests.databaseContains(root + "/community", "severe depression")))
+        // The origin's seals still verified with the sensitive operations withheld.
+        #expect(try Binary.ok(["quarantine", "--json"] + data("community")) == "[]")
+
+        // A senior centre laptop pulling only from the community centre does not get a
+        // copy with holes: the changes with withheld fields come whole from a node that has them.
+        let relay = try NodeProcess(data("community") + tls["community"]!, logPath: root + "/community.log")
+        defer { relay.stop() }
+        try sync("laptop", with: "community", at: relay.address)
+        #expect(try NetworkTests.show(root + "/laptop", caseID)?.contains("severe depression") != false)
+        try sync("laptop", with: "dong", at: dong.address)
+        #expect(try NetworkTests.show(root + "/laptop", caseID)?.contains("severe depression") == true)
+    }
+}

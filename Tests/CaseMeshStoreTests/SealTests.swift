@@ -72,7 +72,7 @@ import Testing
         // A seal signed by another key (a relay re-signing) does not verify either.
         var forged = page
         let relayKey = P256.Signing.PrivateKey()
-        let leaves = page.changes.map { Array(SHA256.hash(data: $0.encoded())) }
+        let leaves = page.changes.map { SealDigest.leaf(of: $0) }
         forged.seals[0].signature = Array(
             try relayKey.signature(for: Seal.message(origin: dong, number: page.seals[0].number, leaves: leaves))
                 .rawRepresentation)

@@ -3,8 +3,8 @@
 ///
 /// The origin seals its changes in the order it logged them, at most
 /// ``maximumLeaves`` at a time: the signature (ECDSA P-256 with the key of the
-/// origin's certificate) covers the origin, the seal's number and the SHA-256 of
-/// each change's canonical encoding, in order (the leaves). A receiver that gets
+/// origin's certificate) covers the origin, the seal's number and one digest per
+/// change, in order (the leaves: see `SealDigest` in CaseMeshStore). A receiver that gets
 /// some of the changes recomputes their digests, takes the others' from the seal,
 /// and verifies the signature; a relay passes the seal on unchanged, so it cannot
 /// alter a change or forge one without the origin's key.

@@ -23,6 +23,25 @@ extension Change {
         for op in ops { op.encode(into: &writer) }
     }
 
+    /// The canonical encoding up to the operations (case, origin, seq, HLC, context,
+    /// operation count): with each operation's digest, what a seal's leaf covers.
+    public func encodedHead() -> [UInt8] {
+        var writer = BinaryWriter(capacity: 96)
+        writer.writeString(caseID.rawValue)
+        writer.writeString(origin.rawValue)
+        writer.writeVarint(seq)
+        writer.writeVarint(hlc.physical)
+        writer.writeVarint(UInt64(hlc.logical))
+        let contextEntries = context.sortedEntries
+        writer.writeVarint(UInt64(contextEntries.count))
+        for entry in contextEntries {
+            writer.writeString(entry.origin.rawValue)
+            writer.writeVarint(entry.seq)
+        }
+        writer.writeVarint(UInt64(ops.count))
+        return writer.bytes
+    }
+
     /// The length of the canonical encoding's header (the case ID and the origin),
     /// which a store that keeps both in columns need not store again.
     ///
@@ -101,7 +120,7 @@ extension Change {
 
 extension FieldOperation {
     private enum Tag: UInt8 {
-        case assign = 1, insert, remove, append, redact
+        case assign = 1, insert, remove, append, redact, withheld
     }
 
     func encode(into writer: inout BinaryWriter) {
@@ -127,6 +146,10 @@ extension FieldOperation {
             writer.writeString(field.storageKey)
             // Names never fail to encode.
             try? target.encode(into: &writer)
+        case .withheld(let field, let digest):
+            writer.write(Tag.withheld.rawValue)
+            writer.writeString(field.storageKey)
+            writer.write(bytes: digest)
         }
     }
 
@@ -140,6 +163,7 @@ extension FieldOperation {
         case .remove: self = .remove(field, try reader.readString())
         case .append: self = .append(field, try reader.readString())
         case .redact: self = .redact(field, try LogEntryID(from: &reader))
+        case .withheld: self = .withheld(field, digest: try reader.readBytes(32))
         }
     }
 }

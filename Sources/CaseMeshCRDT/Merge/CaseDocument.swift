@@ -68,7 +68,7 @@ public struct CaseDocument: Hashable, Sendable {
 
     private mutating func applyReady(_ change: Change, rules: some MergeRules) throws(CRDTError) {
         var updated: [FieldKey: FieldState] = [:]
-        for (index, op) in change.ops.enumerated() {
+        for (index, op) in change.ops.enumerated() where !op.isWithheld {
             let key = op.field
             var state = updated[key] ?? fields[key] ?? .empty(for: op)
             try state.apply(op, index: index, of: change, semantics: rules.setSemantics(for: key))

@@ -10,6 +10,7 @@ public enum FieldState: Hashable, Sendable {
         case .assign: .register(RegisterState())
         case .insert, .remove: .set(SetState())
         case .append, .redact: .log(LogState())
+        case .withheld: .register(RegisterState())
         }
     }
 
@@ -17,6 +18,7 @@ public enum FieldState: Hashable, Sendable {
     public func accepts(_ op: FieldOperation) -> Bool {
         switch (op, self) {
         case (.assign, .register), (.insert, .set), (.remove, .set), (.append, .log), (.redact, .log): true
+        case (.withheld, _): true
         default: false
         }
     }

@@ -377,9 +377,14 @@ final class ApplySession {
     /// Every operation is checked against its field's state before any is applied,
     /// so the in-place updates below cannot stop halfway.
     private func merge(_ change: Change, caseRef: Int64) throws {
-        var keys: [StateKey] = []
+        var keys: [StateKey?] = []
         keys.reserveCapacity(change.ops.count)
         for op in change.ops {
+            // A withheld operation changes nothing here (not even an empty state).
+            guard !op.isWithheld else {
+                keys.append(nil)
+                continue
+            }
             let key = StateKey(caseRef: caseRef, fieldRef: try fieldRef(op.field))
             if cache.states[key] == nil { cache.states[key] = try state(key) ?? .empty(for: op) }
             guard cache.states[key]?.accepts(op) == true else {
@@ -390,13 +395,14 @@ final class ApplySession {
             keys.append(key)
         }
         for (index, op) in change.ops.enumerated() {
+            guard let key = keys[index] else { continue }
             let semantics: SetSemantics
             switch op {
             case .insert, .remove: semantics = schema.setSemantics(for: op.field)
             default: semantics = .addWins
             }
-            try cache.states[keys[index]]!.apply(op, index: index, of: change, semantics: semantics)
-            cache.dirtyStates.insert(keys[index])
+            try cache.states[key]!.apply(op, index: index, of: change, semantics: semantics)
+            cache.dirtyStates.insert(key)
         }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
         cache.versions[caseRef]![change.origin] = change.seq

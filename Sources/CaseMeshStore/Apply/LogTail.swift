@@ -69,7 +69,7 @@ struct LogTail {
         ofCase caseRef: Int64, fields: inout [FieldKey: FieldState], version: inout VersionVector, schema: CaseSchema
     ) throws {
         for change in changes(ofCase: caseRef) {
-            for (index, op) in change.ops.enumerated() {
+            for (index, op) in change.ops.enumerated() where !op.isWithheld {
                 var state = fields[op.field] ?? .empty(for: op)
                 try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
                 fields[op.field] = state
