@@ -74,6 +74,7 @@ extension CaseStore {
                             gate.writeBlob(state.encoded())
                         }
                         try db.execute(sql: "DELETE FROM fieldState WHERE caseRef = ?", arguments: [item.ref])
+                        try db.execute(sql: "DELETE FROM participantGrant WHERE caseRef = ?", arguments: [item.ref])
                         try db.execute(
                             sql: "DELETE FROM pendingChange WHERE caseKey = ?", arguments: [item.caseID.rawValue])
                         try db.execute(sql: "UPDATE caseRecord SET version = x'' WHERE id = ?", arguments: [item.ref])

@@ -122,6 +122,7 @@ extension CaseStore {
         let institution = replicaID.institution
         return try withApplySession(wallMillis: now, checkpoint: checkpoint) { session in
             var report = ApplyReport()
+            session.sender = peer
             var located: [(sealRef: Int64, leaf: Int)?] = Array(repeating: (0, 0), count: changes.count)
             if let authentication {
                 located = try session.authenticate(

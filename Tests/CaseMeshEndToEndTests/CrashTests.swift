@@ -28,8 +28,9 @@ import Testing
                     .append(FieldKey(entity: "case", field: "notes"), "visit \(seq)"),
                 ]
                 if seq == 1 {
-                    ops.append(.insert(FieldKey(entity: "case", field: "participants"), "senior.centre"))
-                    ops.append(.assign(FieldKey(entity: "case", field: "leadInstitution"), .string("senior.centre")))
+                    let opener = origin.institution.rawValue
+                    ops.append(.insert(FieldKey(entity: "case", field: "participants"), opener))
+                    ops.append(.assign(FieldKey(entity: "case", field: "leadInstitution"), .string(opener)))
                     if !participants.isEmpty {
                         ops += ConsentGrant(recipients: try participants.map { try InstitutionID($0) }).ops()
                     }

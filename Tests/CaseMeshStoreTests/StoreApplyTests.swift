@@ -84,6 +84,37 @@ import Testing
         #expect(try store.snapshot(of: history.caseID).fields == history.deliver(history.changes).fields)
     }
 
+    @Test func aChangeFromAnInstitutionThatIsNotAParticipantIsQuarantined() throws {
+        let store = try CaseStore.inMemory(replicaID: try ReplicaID("dong.office/server"))
+        var generator = SeededGenerator(seed: 5)
+        let participants = FieldKey(entity: "case", field: "participants")
+        let opened = try store.openCase(ops: [.insert(participants, "senior.centre")], using: &generator)
+        let seen = VersionVector([store.replicaID: 1])
+        let risk = FieldKey(entity: "case", field: "riskLevel")
+        // An institution never added writes to the case, and adds itself while at it.
+        let intruder = Change(
+            caseID: opened.caseID, origin: try ReplicaID("rogue.centre/server"), seq: 1,
+            hlc: HybridTimestamp(physical: SystemWallClock().nowMillis()), context: seen,
+            ops: [.insert(participants, "rogue.centre"), .assign(risk, .string("low"))])
+        // A participant writes in the same batch.
+        let participant = Change(
+            caseID: opened.caseID, origin: try ReplicaID("senior.centre/laptop-1"), seq: 1,
+            hlc: HybridTimestamp(physical: SystemWallClock().nowMillis()), context: seen,
+            ops: [.assign(risk, .string("high"))])
+        let report = try store.apply([intruder, participant])
+        #expect(report.applied == 1)
+        #expect(report.rejected.map(\.reason) == ["quarantined: rogue.centre is not a participant of the case"])
+        #expect(try store.quarantined().map(\.origin) == ["rogue.centre/server"])
+        let snapshot = try store.snapshot(of: opened.caseID)
+        #expect(
+            snapshot.fields[risk]
+                == .register(
+                    RegisterState(siblings: [.init(value: .string("high"), hlc: participant.hlc, dot: participant.dot)])
+                ))
+        guard case .set(let set)? = snapshot.fields[participants] else { throw StoreError(code: .corrupt, message: "") }
+        #expect(set.elements(.addWins) == ["dong.office", "senior.centre"])
+    }
+
     @Test func localChangeIsAtomicAndNumberedDensely() throws {
         let store = try CaseStore.inMemory(replicaID: try ReplicaID("dong.office/server"))
         var generator = SeededGenerator(seed: 3)
@@ -112,7 +143,8 @@ import Testing
         let store = try CaseStore.inMemory(
             replicaID: try ReplicaID("dong.office/server"), clock: FixedWallClock(millis: 1_700_000_000_000))
         var generator = SeededGenerator(seed: 4)
-        let opened = try store.openCase(using: &generator)
+        let opened = try store.openCase(
+            ops: [.insert(FieldKey(entity: "case", field: "participants"), "senior.centre")], using: &generator)
         let peer = try ReplicaID("senior.centre/server")
         let ahead = Change(
             caseID: opened.caseID, origin: peer, seq: 1, hlc: HybridTimestamp(physical: 1_700_000_060_000),

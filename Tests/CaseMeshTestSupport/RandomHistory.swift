@@ -33,6 +33,18 @@ public struct RandomHistory {
         replicas = (0..<replicaCount).map { try! ReplicaID("inst\($0)/node") }
         documents = Array(repeating: CaseDocument(caseID: caseID), count: replicaCount)
         clocks = Array(repeating: HybridLogicalClock(), count: replicaCount)
+        // The case opens with every replica's institution taking part (a store applies
+        // only changes whose origin's institution had been added in what they had seen),
+        // and every replica has seen the opening.
+        let opening = Change(
+            caseID: caseID, origin: replicas[0], seq: 1, hlc: clocks[0].tick(wallMillis: wallMillis),
+            context: VersionVector(),
+            ops: replicas.map { .insert(FieldKey(entity: "case", field: "participants"), $0.institution.rawValue) })
+        for index in documents.indices {
+            try! documents[index].receive(opening, rules: TestRules())
+            try! clocks[index].observe(opening.hlc, wallMillis: wallMillis)
+        }
+        changes.append(opening)
         for _ in 0..<steps { step() }
     }
 

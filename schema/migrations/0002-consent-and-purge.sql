@@ -69,3 +69,15 @@ CREATE TABLE quarantine (
 -- A change waiting for its dependencies keeps the seal that authenticated it.
 ALTER TABLE pendingChange ADD COLUMN sealRef INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE pendingChange ADD COLUMN leaf INTEGER NOT NULL DEFAULT 0;
+
+-- Every change that added an institution to a case's participants, by the
+-- change's dot: a received change is applied only if its origin's institution
+-- had been added in what the change had seen (its context), or the change opens
+-- the case. Written with the change, in the same transaction.
+CREATE TABLE participantGrant (
+    caseRef      INTEGER NOT NULL,
+    institution  TEXT    NOT NULL,
+    originRef    INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (caseRef, institution, originRef, seq)
+) WITHOUT ROWID;

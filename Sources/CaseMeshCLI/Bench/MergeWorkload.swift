@@ -53,7 +53,11 @@ struct MergeWorkload {
         var seedClock = HybridLogicalClock()
         let fields = fields
         seedChanges = caseIDs.map { caseID in
+            // The seed opens every case with all the replicas' institutions taking part.
             var ops: [FieldOperation] = [.insert(FieldKey(entity: "case", field: "participants"), "bench.seed")]
+            ops += (0..<replicaCount).map {
+                .insert(FieldKey(entity: "case", field: "participants"), "bench.replica-\($0)")
+            }
             ops += fields.map { .assign($0, .string("init")) }
             return Change(
                 caseID: caseID, origin: try! ReplicaID("bench.seed/node"), seq: 1,

@@ -27,6 +27,8 @@ final class ApplySession {
     /// The last few replicas interned, checked before the hash table.
     private var recentReplicas: [(replica: ReplicaID, ref: Int64)] = []
     private var deferredAny = false
+    /// The peer (or bundle source) the changes being received came from.
+    var sender: ReplicaID?
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
     private let selectState: RawStatement
@@ -96,6 +98,7 @@ final class ApplySession {
         let ref = db.lastInsertedRowID
         cache.caseRefs[caseID] = ref
         cache.versions[ref] = VersionVector()
+        cache.companions?[CaseStore.accessLogCase(of: caseID)] = ref
         return ref
     }
 
@@ -261,6 +264,69 @@ final class ApplySession {
         return dropped
     }
 
+    // MARK: Who may write
+
+    /// The changes that added each institution to a case's participants.
+    private func grants(_ caseRef: Int64) throws -> [String: [Dot]] {
+        if let known = cache.grants[caseRef] { return known }
+        var found: [String: [Dot]] = [:]
+        for row in try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT institution, originRef, seq FROM participantGrant WHERE caseRef = ?"),
+            arguments: [caseRef])
+        {
+            found[row[0], default: []].append(Dot(origin: try replicaName(row[1]), seq: UInt64(row[2] as Int64)))
+        }
+        cache.grants[caseRef] = found
+        return found
+    }
+
+    /// Why a received change may not be applied, or `nil` when its origin may write
+    /// it: the origin's institution had been added to the case's participants in
+    /// what the change had seen, or the change opens the case naming it, or the case
+    /// is the access log of a case the institution took part in.
+    func writerRefusal(_ change: Change, caseRef: Int64?) throws -> String? {
+        let institution = change.origin.institution.rawValue
+        if change.seq == 1, change.context.sortedEntries.isEmpty,
+            change.ops.contains(.insert(Entitlement.participants, institution))
+        {
+            return nil
+        }
+        if let caseRef, let added = try grants(caseRef)[institution], added.contains(where: change.context.contains) {
+            return nil
+        }
+        if let original = try companionOriginal(change.caseID), try grants(original)[institution] != nil {
+            return nil
+        }
+        return "\(change.origin.institution) is not a participant of the case"
+    }
+
+    /// The case whose access log `caseID` is, among the cases held.
+    private func companionOriginal(_ caseID: CaseID) throws -> Int64? {
+        if cache.companions == nil {
+            var map: [CaseID: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") {
+                map[CaseStore.accessLogCase(of: try CaseID(row[1] as String))] = row[0]
+            }
+            cache.companions = map
+        }
+        if let known = cache.companions?[caseID] { return known }
+        return nil
+    }
+
+    /// Refuses a change whose origin may not write it: reported and quarantined.
+    private func refuseWriter(_ change: Change, body: [UInt8], reason: String, report: inout ApplyReport) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO quarantine (caseKey, origin, seq, sender, reason, receivedAt, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), sender?.rawValue ?? "", reason,
+            Int64(wallMillis), Data(body),
+        ])
+        report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: "quarantined: \(reason)"))
+    }
+
     // MARK: Received changes
 
     /// Receives one change: validates it, applies it when its dependencies are
@@ -298,6 +364,10 @@ final class ApplySession {
                 change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body), sealRef, leaf,
             ])
             deferredAny = true
+            return
+        }
+        if let reason = try writerRefusal(change, caseRef: existing) {
+            try refuseWriter(change, body: body, reason: reason, report: &report)
             return
         }
         guard let caseRef = try existing ?? caseRef(change.caseID, create: true) else { return }
@@ -339,7 +409,9 @@ final class ApplySession {
                     })
                 else { break }
                 let (change, body, sealRef, leaf) = waiting.remove(at: index)
-                if !held.contains(change.dot) {
+                if !held.contains(change.dot), let reason = try writerRefusal(change, caseRef: caseRef) {
+                    try refuseWriter(change, body: body, reason: reason, report: &report)
+                } else if !held.contains(change.dot) {
                     try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf)
                     report.applied += 1
                     report.appliedOperations += change.ops.count
@@ -363,6 +435,12 @@ final class ApplySession {
     /// merges it into the cached state, all operations or none.
     private func apply(_ change: Change, body: [UInt8], caseRef: Int64, sealRef: Int64 = 0, leaf: Int = 0) throws {
         try merge(change, caseRef: caseRef)
+        for case .insert(let field, let institution) in change.ops where field == Entitlement.participants {
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO participantGrant (caseRef, institution, originRef, seq) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [caseRef, institution, try replicaRef(change.origin), Int64(change.seq)])
+            if cache.grants[caseRef] != nil { cache.grants[caseRef]![institution, default: []].append(change.dot) }
+        }
         try segment.append(
             caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body, sealRef: sealRef, leaf: leaf)
         if segment.isFull { try writeSegment() }

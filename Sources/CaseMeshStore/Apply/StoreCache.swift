@@ -33,6 +33,10 @@ final class StoreCache: @unchecked Sendable {
     var dirtyCases: Set<Int64> = []
     /// Whether the log's tail has been replayed into this cache.
     var tailReplayed = false
+    /// Per case, the changes that added each institution to its participants.
+    var grants: [Int64: [String: [Dot]]] = [:]
+    /// Access-log companion case IDs of the cases held, to their cases.
+    var companions: [CaseID: Int64]?
 
     let dirtyCapacity: Int
 
@@ -66,6 +70,8 @@ final class StoreCache: @unchecked Sendable {
         dirtyStates.removeAll()
         dirtyCases.removeAll()
         tailReplayed = false
+        grants.removeAll()
+        companions = nil
     }
 
     /// Keeps the cache within its bound (caller holds the lock). Dirty entries are
@@ -75,5 +81,6 @@ final class StoreCache: @unchecked Sendable {
         if states.count > stateCapacity { states.removeAll(keepingCapacity: true) }
         if versions.count > stateCapacity / 4 { versions.removeAll(keepingCapacity: true) }
         if caseRefs.count > stateCapacity { caseRefs.removeAll(keepingCapacity: true) }
+        if grants.count > stateCapacity / 4 { grants.removeAll(keepingCapacity: true) }
     }
 }
