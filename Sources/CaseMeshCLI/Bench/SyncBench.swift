@@ -200,7 +200,10 @@ struct SyncWorkload {
                     .assign(Entitlement.lead, .string(participants[0])),
                     .insert(Entitlement.participants, participants[0]),
                 ]
-                ops += ConsentGrant(recipients: try participants.dropFirst().map { try InstitutionID($0) }).ops()
+                ops += ConsentGrant(
+                    recipients: try participants.dropFirst().map { try InstitutionID($0) },
+                    categories: DataCategory.allCases
+                ).ops()
                 ops += fields.map { .assign($0, .string("init")) }
             } else {
                 let value = String(

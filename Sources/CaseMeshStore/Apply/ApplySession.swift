@@ -29,6 +29,7 @@ final class ApplySession {
     private var deferredAny = false
     /// The peer (or bundle source) the changes being received came from.
     var sender: ReplicaID?
+    private var institutionNames: [ReplicaID: String] = [:]
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
     private let selectState: RawStatement
@@ -285,19 +286,32 @@ final class ApplySession {
     /// what the change had seen, or the change opens the case naming it, or the case
     /// is the access log of a case the institution took part in.
     func writerRefusal(_ change: Change, caseRef: Int64?) throws -> String? {
-        let institution = change.origin.institution.rawValue
+        // An origin accepted once in a case is accepted for its later changes there:
+        // each has seen everything the earlier one had (the common case, one lookup).
+        let writer = StoreCache.StateKey(caseRef: caseRef ?? 0, fieldRef: try replicaRef(change.origin))
+        if caseRef != nil, cache.acceptedWriters.contains(writer) { return nil }
+        let institution = institutionName(change.origin)
+        if let caseRef, let added = try grants(caseRef)[institution], added.contains(where: change.context.contains) {
+            cache.acceptedWriters.insert(writer)
+            return nil
+        }
         if change.seq == 1, change.context.sortedEntries.isEmpty,
             change.ops.contains(.insert(Entitlement.participants, institution))
         {
-            return nil
-        }
-        if let caseRef, let added = try grants(caseRef)[institution], added.contains(where: change.context.contains) {
             return nil
         }
         if let original = try companionOriginal(change.caseID), try grants(original)[institution] != nil {
             return nil
         }
         return "\(change.origin.institution) is not a participant of the case"
+    }
+
+    /// An origin's institution ID, computed once per origin and session.
+    private func institutionName(_ origin: ReplicaID) -> String {
+        if let known = institutionNames[origin] { return known }
+        let name = origin.institution.rawValue
+        institutionNames[origin] = name
+        return name
     }
 
     /// The case whose access log `caseID` is, among the cases held.

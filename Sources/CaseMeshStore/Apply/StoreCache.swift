@@ -35,6 +35,8 @@ final class StoreCache: @unchecked Sendable {
     var tailReplayed = false
     /// Per case, the changes that added each institution to its participants.
     var grants: [Int64: [String: [Dot]]] = [:]
+    /// (case, origin `replica.id`) pairs whose origin was found entitled to write.
+    var acceptedWriters: Set<StateKey> = []
     /// Access-log companion case IDs of the cases held, to their cases.
     var companions: [CaseID: Int64]?
 
@@ -71,6 +73,7 @@ final class StoreCache: @unchecked Sendable {
         dirtyCases.removeAll()
         tailReplayed = false
         grants.removeAll()
+        acceptedWriters.removeAll()
         companions = nil
     }
 
@@ -82,5 +85,6 @@ final class StoreCache: @unchecked Sendable {
         if versions.count > stateCapacity / 4 { versions.removeAll(keepingCapacity: true) }
         if caseRefs.count > stateCapacity { caseRefs.removeAll(keepingCapacity: true) }
         if grants.count > stateCapacity / 4 { grants.removeAll(keepingCapacity: true) }
+        if acceptedWriters.count > stateCapacity { acceptedWriters.removeAll(keepingCapacity: true) }
     }
 }
