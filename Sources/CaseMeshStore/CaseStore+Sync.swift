@@ -525,12 +525,14 @@ struct LogPageReader {
 
 }
 
+private let allCategories = DataCategory.allCases.count
+
 extension CaseStore {
     /// A change as an institution covered for `categories` may receive it (see
     /// ``LogPageReader``): uncovered operations withheld, or `nil` when operations
     /// already withheld here are ones it may see.
     static func restrict(_ change: Change, to categories: Set<DataCategory>, schema: CaseSchema) -> Change? {
-        if categories.count == DataCategory.allCases.count && !change.ops.contains(where: \.isWithheld) {
+        if categories.count == allCategories && !change.ops.contains(where: \.isWithheld) {
             return change
         }
         var restricted = change
