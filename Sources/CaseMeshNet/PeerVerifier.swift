@@ -13,13 +13,31 @@ public import NIOSSL
 /// revocation list, and it must carry exactly one `casemesh://replica/<id>` SAN URI.
 /// The peer's replica ID comes from here, never from a message.
 public struct PeerVerifier: Sendable {
-    public let credentials: NodeCredentials
+    /// The consortium CA.
+    public let authority: Certificate
+    /// The CA's revocation list (PEM), read at each verification so a new one takes effect.
+    public let revocationListPath: String?
     /// The injected clock; certificates are judged at this time.
     public let now: @Sendable () -> Date
 
     public init(credentials: NodeCredentials, now: @escaping @Sendable () -> Date = { Date() }) {
-        self.credentials = credentials
+        authority = credentials.authority
+        revocationListPath = credentials.revocationListPath
         self.now = now
+    }
+
+    /// A verifier from the CA certificate and CRL files alone (for checking the
+    /// signers of a bundle, with no connection of one's own).
+    ///
+    /// - Throws: ``NetError`` `badCredentials` naming the file that failed.
+    public init(authorityFile: String, revocationList: String?) throws(NetError) {
+        guard let text = try? String(contentsOfFile: authorityFile, encoding: .utf8),
+            let authority = try? Certificate(pemEncoded: text)
+        else { throw NetError(code: .badCredentials, message: "cannot read the CA certificate \(authorityFile)") }
+        self.authority = authority
+        if let revocationList { _ = try Self.loadRevocationList(revocationList, issuer: authority) }
+        revocationListPath = revocationList
+        now = { Date() }
     }
 
     /// The SAN URI prefix that carries a replica ID.
@@ -94,7 +112,7 @@ public struct PeerVerifier: Sendable {
     private func verify(leaf: Certificate, intermediates: [Certificate]) async throws(NetError) -> ReplicaID {
         func untrusted(_ reason: String) -> NetError { NetError(code: .untrustedPeer, message: reason) }
         let time = now()
-        var verifier = Verifier(rootCertificates: CertificateStore([credentials.authority])) {
+        var verifier = Verifier(rootCertificates: CertificateStore([authority])) {
             RFC5280Policy(fixedExpiryValidationTime: time)
         }
         let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates))
@@ -105,8 +123,8 @@ public struct PeerVerifier: Sendable {
             }
             throw untrusted("the peer's certificate was not issued by the consortium CA")
         }
-        if let path = credentials.revocationListPath {
-            let list = try Self.loadRevocationList(path, issuer: credentials.authority)
+        if let path = revocationListPath {
+            let list = try Self.loadRevocationList(path, issuer: authority)
             if let nextUpdate = list.nextUpdate, nextUpdate < time {
                 throw untrusted("the CRL expired at \(nextUpdate); publish a fresh one with casemesh-ca crl")
             }

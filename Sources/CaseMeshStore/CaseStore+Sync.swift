@@ -31,6 +31,19 @@ public struct PulledSeals: Sendable {
     }
 }
 
+/// The seals that came with a bundle, and who made it.
+public struct BundleSeals: Sendable {
+    public var leaves: [SealLeaf?]
+    public var seals: [Seal]
+    public var sender: ReplicaID
+
+    public init(leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID) {
+        self.leaves = leaves
+        self.seals = seals
+        self.sender = sender
+    }
+}
+
 /// What this node knows of one peer.
 public struct PeerState: Hashable, Sendable {
     public var peer: ReplicaID
@@ -83,6 +96,20 @@ extension CaseStore {
                 db: db, schema: schema, institution: institution, nowMillis: now, memo: memo)
             defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
+        }
+    }
+
+    /// Every change (or, for an institution, what it may receive) with the seals that
+    /// authenticate them and their signers' certificates: what a bundle carries.
+    public func exportPage(for institution: InstitutionID?) throws(StoreError) -> LogPage {
+        let schema = schema
+        let now = clock.nowMillis()
+        let own = replicaID.institution
+        return try read { db in
+            var reader = try LogPageReader(db: db, schema: schema, institution: institution ?? own, nowMillis: now)
+            reader.unrestricted = institution == nil
+            defer { reader.close() }
+            return try reader.page(from: 1, maxChanges: .max, maxBytes: .max)
         }
     }
 
@@ -220,6 +247,8 @@ struct LogPageReader {
     private let participants = FieldKey(entity: "case", field: "participants")
     private let gateStatement: Statement
     private let nowMillis: UInt64
+    /// Every case, whole (a bundle for all cases): no entitlement applies.
+    var unrestricted = false
 
     private let memo: LogPageMemo
 
@@ -277,6 +306,7 @@ struct LogPageReader {
 
     /// The data categories the institution may receive of the case now.
     private mutating func categories(_ caseRef: Int64) throws -> Set<DataCategory> {
+        if unrestricted { return Set(DataCategory.allCases) }
         if let known = entitled[caseRef] { return known }
         var fields = try CaseStore.gateFields(caseRef: caseRef, statement: gateStatement, coder: coder)
         if !tail.changes(ofCase: caseRef).isEmpty {

@@ -58,22 +58,42 @@ extension CaseStore {
     /// - Throws: ``StoreError`` `database` only when storage itself fails; the failing
     ///   transaction is rolled back and earlier ones stay durable.
     public func apply(
-        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000,
+        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000, authentication: BundleSeals? = nil,
         progress: (ApplyReport) -> Void = { _ in }
     ) throws(StoreError) -> ApplyReport {
-        let order = changes.indices.sorted { Change.causalOrder(changes[$0].change, changes[$1].change) }
         var total = ApplyReport()
+        // A bundle's seals are verified over the whole bundle first (a seal's changes
+        // may fall into different transactions below); what fails is quarantined.
+        var located: [(sealRef: Int64, leaf: Int)?] = Array(repeating: (0, 0), count: changes.count)
+        if let authentication {
+            let all = changes
+            (located, total) = try withApplySession(wallMillis: clock.nowMillis(), checkpoint: false) { session in
+                session.sender = authentication.sender
+                var report = ApplyReport()
+                let located = try session.authenticate(
+                    all.map(\.change), bodies: all.map(\.body), leaves: authentication.leaves,
+                    seals: authentication.seals, sender: authentication.sender, report: &report)
+                return (located, report)
+            }
+        }
+        let order = changes.indices.sorted { Change.causalOrder(changes[$0].change, changes[$1].change) }
         var start = 0
         repeat {
             let batch = order[start..<min(start + max(1, batchSize), order.count)]
             let isLast = batch.endIndex == order.endIndex
             let institution = replicaID.institution
+            let places = located
+            let sender = authentication?.sender
             let report = try withApplySession(wallMillis: clock.nowMillis(), checkpoint: isLast) { session in
                 var report = ApplyReport()
+                session.sender = sender
                 let dropped = try session.screenPurged(
                     batch.map { changes[$0].change }, institution: institution, report: &report)
                 for (position, index) in batch.enumerated() where !dropped.contains(position) {
-                    try session.receive(changes[index].change, body: changes[index].body, report: &report)
+                    guard let place = places[index] else { continue }
+                    try session.receive(
+                        changes[index].change, body: changes[index].body, sealRef: place.sealRef, leaf: place.leaf,
+                        report: &report)
                 }
                 try session.drainPending(report: &report)
                 return report

@@ -3,16 +3,19 @@ import Crypto
 
 /// A file of changes carried between replicas with no network (a USB stick).
 ///
-/// Layout: the magic line `CASEMESH-BUNDLE\n`, then varints for the format version,
-/// the schema version, the creation time, a string for the source replica and one
-/// for the institution it was made for (empty for all), the change count, each change
-/// as a length-prefixed blob, and finally the SHA-256 of everything before it.
+/// Layout (format 2): the magic line `CASEMESH-BUNDLE\n`, then varints for the
+/// format version, the schema version, the creation time, a string for the source
+/// replica and one for the institution it was made for (empty for all), the change
+/// count, each change as a length-prefixed blob, each change's seal and leaf, the
+/// seals, the signers' certificates (replica ID and DER), and finally the SHA-256 of
+/// everything before it.
 ///
-/// The checksum catches truncation and corruption; it is not a signature (signed
-/// changes come with the need-to-know work).
+/// The checksum catches truncation and corruption; authenticity comes from the
+/// seals, which the importer verifies as a sync receiver does (a bundle is a relay
+/// on a USB stick). Format 1 bundles carried no seals and are refused.
 public struct ChangeBundle: Sendable {
     public static let magic = Array("CASEMESH-BUNDLE\n".utf8)
-    public static let formatVersion: UInt64 = 1
+    public static let formatVersion: UInt64 = 2
 
     public var schemaVersion: Int
     public var source: ReplicaID
@@ -20,10 +23,19 @@ public struct ChangeBundle: Sendable {
     public var createdAtMillis: UInt64
     /// The encoded changes, in causal order.
     public var changes: [[UInt8]]
+    /// For each change, where it sits in ``seals`` (`nil`: not sealed).
+    public var leaves: [SealLeaf?]
+    public var seals: [Seal]
+    /// The certificates (DER) of the seals' signers.
+    public var certificates: [ReplicaID: [UInt8]]
 
     public init(
-        schemaVersion: Int, source: ReplicaID, recipient: InstitutionID?, createdAtMillis: UInt64, changes: [[UInt8]]
+        schemaVersion: Int, source: ReplicaID, recipient: InstitutionID?, createdAtMillis: UInt64, changes: [[UInt8]],
+        leaves: [SealLeaf?] = [], seals: [Seal] = [], certificates: [ReplicaID: [UInt8]] = [:]
     ) {
+        self.leaves = leaves
+        self.seals = seals
+        self.certificates = certificates
         self.schemaVersion = schemaVersion
         self.source = source
         self.recipient = recipient
@@ -42,6 +54,14 @@ public struct ChangeBundle: Sendable {
         writer.writeString(recipient?.rawValue ?? "")
         writer.writeVarint(UInt64(changes.count))
         for change in changes { writer.writeBlob(change) }
+        Seal.encode(leaves: leaves, count: changes.count, into: &writer)
+        writer.writeVarint(UInt64(seals.count))
+        for seal in seals { seal.encode(into: &writer) }
+        writer.writeVarint(UInt64(certificates.count))
+        for (replica, certificate) in certificates.sorted(by: { $0.key < $1.key }) {
+            writer.writeString(replica.rawValue)
+            writer.writeBlob(certificate)
+        }
         let digest = SHA256.hash(data: writer.bytes)
         writer.write(bytes: digest)
         return writer.bytes
@@ -87,6 +107,19 @@ public struct ChangeBundle: Sendable {
             var changes: [[UInt8]] = []
             changes.reserveCapacity(min(count, 1 << 20))
             for _ in 0..<count { changes.append(try reader.readBlob()) }
+            leaves = try Seal.decodeLeaves(count: count, from: &reader)
+            var seals: [Seal] = []
+            for _ in 0..<(try reader.readCount(limit: 1 << 20, "seal count")) { seals.append(try Seal(from: &reader)) }
+            guard leaves.allSatisfy({ $0.map { $0.seal < seals.count } ?? true }) else {
+                throw StoreError(code: .corrupt, message: "the bundle names a seal it does not carry")
+            }
+            self.seals = seals
+            var certificates: [ReplicaID: [UInt8]] = [:]
+            for _ in 0..<(try reader.readCount(limit: 10_000, "certificate count")) {
+                let replica = try ReplicaID(reader.readString())
+                certificates[replica] = try reader.readBlob()
+            }
+            self.certificates = certificates
             try reader.expectEnd()
             self.schemaVersion = Int(schemaVersion)
             self.changes = changes

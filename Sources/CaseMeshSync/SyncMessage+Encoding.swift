@@ -36,26 +36,9 @@ extension SyncMessage {
             writer.write(batch.isFinal ? 1 : 0)
             writer.writeVarint(UInt64(batch.changes.count))
             for change in batch.changes { encoder.encode(change, into: &writer) }
-            for index in batch.changes.indices {
-                if let leaf = batch.leaves.indices.contains(index) ? batch.leaves[index] : nil {
-                    writer.writeVarint(UInt64(leaf.seal) + 1)
-                    writer.writeVarint(UInt64(leaf.leaf))
-                } else {
-                    writer.writeVarint(0)
-                }
-            }
+            Seal.encode(leaves: batch.leaves, count: batch.changes.count, into: &writer)
             writer.writeVarint(UInt64(batch.seals.count))
-            for seal in batch.seals {
-                writer.writeString(seal.origin.rawValue)
-                writer.writeVarint(seal.number)
-                writer.writeVarint(UInt64(seal.leafCount))
-                writer.writeBlob(seal.signature)
-                writer.writeVarint(UInt64(seal.digests.count))
-                for (leaf, digest) in seal.digests.sorted(by: { $0.key < $1.key }) {
-                    writer.writeVarint(UInt64(leaf))
-                    writer.write(bytes: digest)
-                }
-            }
+            for seal in batch.seals { seal.encode(into: &writer) }
             writer.writeVarint(UInt64(batch.certificates.count))
             for (replica, certificate) in batch.certificates.sorted(by: { $0.key < $1.key }) {
                 writer.writeString(replica.rawValue)
@@ -110,32 +93,9 @@ extension SyncMessage {
             var changes: [Change] = []
             changes.reserveCapacity(min(count, 65_536))
             for _ in 0..<count { changes.append(try decoder.decode(from: &reader)) }
-            var leaves: [SealLeaf?] = []
-            leaves.reserveCapacity(count)
-            for _ in 0..<count {
-                let seal = try reader.readCount(limit: 1 << 20, "seal index")
-                if seal == 0 {
-                    leaves.append(nil)
-                } else {
-                    let leaf = try reader.readCount(limit: Seal.maximumLeaves - 1, "leaf index")
-                    leaves.append(SealLeaf(seal: seal - 1, leaf: leaf))
-                }
-            }
+            var leaves = try Seal.decodeLeaves(count: count, from: &reader)
             var seals: [Seal] = []
-            for _ in 0..<(try reader.readCount(limit: 1 << 20, "seal count")) {
-                let origin = try ReplicaID(reader.readString())
-                let number = try reader.readVarint()
-                let leafCount = try reader.readCount(limit: Seal.maximumLeaves, "seal size")
-                let signature = try reader.readBlob()
-                guard signature.count <= 128 else { throw reader.failure("a signature of \(signature.count) bytes") }
-                var digests: [Int: [UInt8]] = [:]
-                for _ in 0..<(try reader.readCount(limit: leafCount, "seal digests")) {
-                    let leaf = try reader.readCount(limit: max(0, leafCount - 1), "leaf index")
-                    digests[leaf] = try reader.readBytes(Seal.digestLength)
-                }
-                seals.append(
-                    Seal(origin: origin, number: number, leafCount: leafCount, signature: signature, digests: digests))
-            }
+            for _ in 0..<(try reader.readCount(limit: 1 << 20, "seal count")) { seals.append(try Seal(from: &reader)) }
             guard leaves.allSatisfy({ $0.map { $0.seal < seals.count } ?? true }) else {
                 throw reader.failure("a change names a seal the batch does not carry")
             }

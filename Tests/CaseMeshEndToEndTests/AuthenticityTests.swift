@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import Crypto
 import Foundation
 import GRDB
@@ -115,5 +116,48 @@ import Testing
         #expect(try sync("mental", with: "dong", at: dong.address).status == 0)
         let genuine = try NetworkTests.show(root + "/mental", tampered)
         #expect(genuine?.contains("\"high\"") == true && genuine?.contains("\"low\"") == false)
+    }
+
+    @Test func aBundleIsVerifiedLikeASyncUnsignedOrAlteredChangesAreQuarantined() throws {
+        let root = Binary.temporaryDirectory("bundle-seals")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let laptop = ["--data", root + "/laptop"]
+        let dong = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
+        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
+        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
+        try Binary.ok(["case", "share", caseID, "dong.office"] + laptop)
+
+        // Without its key the laptop cannot seal: the importer quarantines everything.
+        let unsigned = try Binary.run(["changes", "export", "--out", root + "/unsigned.cmb"] + laptop)
+        #expect(unsigned.status == 0 && unsigned.stderr.contains("not sealed"))
+        let refused = try Binary.run(["changes", "import", root + "/unsigned.cmb"] + dong + verify)
+        #expect(refused.status != 0 && refused.stderr.contains("not signed by its origin"), "\(refused.stderr)")
+        #expect(try NetworkTests.show(root + "/dong", caseID) == nil)
+
+        // An altered copy of a sealed bundle (checksum recomputed) is refused too.
+        try Binary.ok(["changes", "export", "--out", root + "/sealed.cmb"] + laptop + laptopTLS)
+        var bundle = try ChangeBundle(
+            decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/sealed.cmb"))),
+            expectedSchemaVersion: CaseSchema.bundled.version)
+        let risk = FieldKey(entity: "case", field: "riskLevel")
+        let target = try #require(
+            try bundle.changes.firstIndex { try Change(decoding: $0).ops.contains { $0.field == risk } })
+        var altered = try Change(decoding: bundle.changes[target])
+        altered.ops = altered.ops.map { $0.field == risk ? .assign(risk, .string("low")) : $0 }
+        bundle.changes[target] = altered.encoded()
+        try Data(bundle.encoded()).write(to: URL(fileURLWithPath: root + "/altered.cmb"))
+        let forged = try Binary.run(["changes", "import", root + "/altered.cmb"] + dong + verify)
+        #expect(forged.status != 0 && forged.stderr.contains("signature"), "\(forged.stderr)")
+        #expect(try NetworkTests.show(root + "/dong", caseID) == nil, "nothing of the altered seal applied")
+        let quarantine = try Binary.ok(["quarantine", "--json"] + dong)
+        #expect(quarantine.contains("not signed by its origin") && quarantine.contains("signature"))
+
+        // The genuine sealed bundle applies.
+        try Binary.ok(["changes", "import", root + "/sealed.cmb"] + dong + verify)
+        #expect(try NetworkTests.show(root + "/dong", caseID)?.contains("\"high\"") == true)
     }
 }

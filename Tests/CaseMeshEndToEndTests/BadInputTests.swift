@@ -11,6 +11,9 @@ import Testing
         let root: String
         let data: [String]
         let caseID: String
+        /// The test CA's certificate and the senior laptop's certificate and key.
+        let verify: [String]
+        let laptop: [String]
 
         /// Everything a user can see of the replica, to compare before and after.
         func visibleState() throws -> String {
@@ -25,7 +28,10 @@ import Testing
         try Binary.ok(["init", "--replica", "dong.office/server"] + data)
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + data)
         try Binary.ok(["case", "note", caseID, "first visit"] + data)
-        return Replica(root: root, data: data, caseID: caseID)
+        let authority = try TestAuthority(in: root)
+        return Replica(
+            root: root, data: data, caseID: caseID, verify: ["--ca", authority.directory + "/ca.pem"],
+            laptop: try authority.issue("senior.centre/laptop-1"))
     }
 
     func expectRefused(
@@ -33,7 +39,8 @@ import Testing
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
         let before = try replica.visibleState()
-        let result = try Binary.run(arguments + replica.data)
+        let verifying = arguments.starts(with: ["changes", "import"]) ? replica.verify : []
+        let result = try Binary.run(arguments + replica.data + verifying)
         #expect(result.status != 0, "expected a refusal", sourceLocation: sourceLocation)
         let errorLines = result.stderr.split(separator: "\n")
         #expect(errorLines.count == 1, "one-line error, got: \(result.stderr)", sourceLocation: sourceLocation)
@@ -43,11 +50,13 @@ import Testing
         #expect(try replica.visibleState() == before, "the store is unchanged", sourceLocation: sourceLocation)
     }
 
-    /// A bundle, as another replica would write it, holding `changes`.
-    func writeBundle(_ changes: [Change], schemaVersion: Int = CaseSchema.bundled.version, to path: String) throws {
-        let bundle = ChangeBundle(
-            schemaVersion: schemaVersion, source: try ReplicaID("senior.centre/laptop-1"), recipient: nil,
-            createdAtMillis: 1_763_856_000_000, changes: changes.map { $0.encoded() })
+    /// A bundle, as another replica would write it (sealed by it), holding `changes`.
+    func writeBundle(
+        _ changes: [Change], for replica: Replica, schemaVersion: Int = CaseSchema.bundled.version, to path: String
+    ) throws {
+        let bundle = try SealedBundle.make(
+            changes, origin: try ReplicaID("senior.centre/laptop-1"), tls: replica.laptop, schemaVersion: schemaVersion,
+            createdAtMillis: 1_763_856_000_000)
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
     }
 
@@ -93,7 +102,7 @@ import Testing
         let path = replica.root + "/v3.cmb"
         try writeBundle(
             [change(for: replica, ops: [.assign(FieldKey(entity: "case", field: "stage"), .string("intake"))])],
-            schemaVersion: 3, to: path)
+            for: replica, schemaVersion: 3, to: path)
         try expectRefused(["changes", "import", path], on: replica, mentioning: "schema version 3")
     }
 
@@ -102,20 +111,20 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: replica.root) }
         let unknown = try change(
             for: replica, ops: [.assign(FieldKey(entity: "case", field: "favouriteColour"), .string("red"))])
-        try writeBundle([unknown], to: replica.root + "/unknown.cmb")
+        try writeBundle([unknown], for: replica, to: replica.root + "/unknown.cmb")
         try expectRefused(
             ["changes", "import", replica.root + "/unknown.cmb"], on: replica, mentioning: "unknown field")
 
         let wrongKind = try change(
             for: replica, ops: [.assign(FieldKey(entity: "household", field: "size"), .string("four"))])
-        try writeBundle([wrongKind], to: replica.root + "/kind.cmb")
+        try writeBundle([wrongKind], for: replica, to: replica.root + "/kind.cmb")
         try expectRefused(["changes", "import", replica.root + "/kind.cmb"], on: replica, mentioning: "household.size")
 
         let threeDaysAhead = SystemWallClock().nowMillis() + 3 * 86_400_000
         let future = try change(
             for: replica, ops: [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("low"))],
             hlc: threeDaysAhead)
-        try writeBundle([future], to: replica.root + "/future.cmb")
+        try writeBundle([future], for: replica, to: replica.root + "/future.cmb")
         try expectRefused(
             ["changes", "import", replica.root + "/future.cmb"], on: replica, mentioning: "ahead of the local clock")
     }

@@ -10,12 +10,14 @@ import Testing
 @Suite(.serialized) struct CrashTests {
     static let origin = try! ReplicaID("senior.centre/laptop-1")
 
-    /// A bundle of `cases` × `perCase` changes from one origin, written by the test.
+    /// A bundle of `cases` × `perCase` changes from one origin, written by the test and
+    /// sealed with the origin's certificate and key (`tls`).
     static func writeBundle(
-        cases: Int, perCase: Int, to path: String, participants: [String] = [], origin: ReplicaID = origin
+        cases: Int, perCase: Int, to path: String, tls: [String], participants: [String] = [],
+        origin: ReplicaID = origin
     ) throws -> Int {
         var generator = SeededGenerator(seed: 2026)
-        var changes: [[UInt8]] = []
+        var changes: [Change] = []
         var millis: UInt64 = 1_763_856_000_000
         for _ in 0..<cases {
             let caseID = CaseID.random(using: &generator)
@@ -38,12 +40,11 @@ import Testing
                 let change = Change(
                     caseID: caseID, origin: origin, seq: seq, hlc: HybridTimestamp(physical: millis),
                     context: VersionVector([origin: seq - 1]), ops: ops)
-                changes.append(change.encoded())
+                changes.append(change)
             }
         }
-        let bundle = ChangeBundle(
-            schemaVersion: CaseSchema.bundled.version, source: origin, recipient: nil, createdAtMillis: millis,
-            changes: changes)
+        let bundle = try SealedBundle.make(
+            changes, origin: origin, tls: tls, schemaVersion: CaseSchema.bundled.version, createdAtMillis: millis)
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
         return changes.count
     }
@@ -65,8 +66,11 @@ import Testing
         let root = Binary.temporaryDirectory("crash-import")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let bundle = root + "/week-offline.cmb"
-        let total = try Self.writeBundle(cases: 60, perCase: 100, to: bundle)
+        let authority = try TestAuthority(in: root)
+        let total = try Self.writeBundle(
+            cases: 60, perCase: 100, to: bundle, tls: try authority.issue(Self.origin.rawValue))
         let directory = root + "/replica"
+        let verify = ["--ca", authority.directory + "/ca.pem"]
         let data = ["--data", directory]
         try Binary.ok(["init", "--replica", "dong.office/server"] + data)
 
@@ -79,7 +83,8 @@ import Testing
             let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
             let process = Process()
             process.executableURL = Binary.url
-            process.arguments = ["changes", "import", bundle, "--batch", "97", "--progress", "--json"] + data
+            process.arguments =
+                ["changes", "import", bundle, "--batch", "97", "--progress", "--json"] + data + verify
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
             try process.run()
@@ -117,11 +122,11 @@ import Testing
         #expect(kills >= 3, "the child was killed mid-import several times")
 
         // The interrupted import completes on the next run, to the same state as an uninterrupted one.
-        try Binary.ok(["changes", "import", bundle] + data)
+        try Binary.ok(["changes", "import", bundle] + data + verify)
         #expect(try Self.heldChanges(data) == total)
         let reference = ["--data", root + "/reference"]
         try Binary.ok(["init", "--replica", "dong.office/reference"] + reference)
-        try Binary.ok(["changes", "import", bundle] + reference)
+        try Binary.ok(["changes", "import", bundle] + reference + verify)
         #expect(try Binary.ok(["case", "list", "--json"] + data) == Binary.ok(["case", "list", "--json"] + reference))
     }
 

@@ -185,12 +185,12 @@ import Testing
         // A large log of the dong centre's own (restored from a bundle): 150 cases ×
         // 100 changes, shared with the senior centre; the node seals them when it starts.
         let bundle = root + "/big.cmb"
+        let dongTLS = try authority.issue("dong.office/server")
         let total = try CrashTests.writeBundle(
-            cases: 150, perCase: 100, to: bundle, participants: ["senior.centre"],
+            cases: 150, perCase: 100, to: bundle, tls: dongTLS, participants: ["senior.centre"],
             origin: try ReplicaID("dong.office/server"))
-        try Binary.ok(["changes", "import", bundle, "--data", root + "/dong"])
-        let dong = try NodeProcess(
-            ["--data", root + "/dong"] + authority.issue("dong.office/server"), logPath: root + "/dong.log")
+        try Binary.ok(["changes", "import", bundle, "--data", root + "/dong", "--ca", authority.directory + "/ca.pem"])
+        let dong = try NodeProcess(["--data", root + "/dong"] + dongTLS, logPath: root + "/dong.log")
         defer { dong.stop() }
         try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])
         let seniorTLS = try authority.issue("senior.centre/server")

@@ -10,6 +10,12 @@ import Testing
         let senior = ["--data", root + "/senior"]
         try Binary.ok(["init", "--replica", "dongducheon.jungang-dong/server"] + dong)
         try Binary.ok(["init", "--replica", "dongducheon.senior-welfare/laptop-2"] + senior)
+        // Bundles carry the origins' seals: each node seals its changes with its
+        // certificate's key, and the importer verifies them against the CA.
+        let authority = try TestAuthority(in: root)
+        let sealDong = Array(try authority.issue("dongducheon.jungang-dong/server").prefix(6))
+        let sealSenior = Array(try authority.issue("dongducheon.senior-welfare/laptop-2").prefix(6))
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
 
         let caseID = try Binary.ok(
             [
@@ -19,8 +25,9 @@ import Testing
                 + dong)
         try Binary.ok(["case", "share", caseID, "dongducheon.senior-welfare"] + dong)
         try Binary.ok(
-            ["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong)
-        try Binary.ok(["changes", "import", root + "/first.cmb"] + senior)
+            ["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong + sealDong
+        )
+        try Binary.ok(["changes", "import", root + "/first.cmb"] + senior + verify)
 
         // Offline, at the same time: the same register, a set, and notes on both sides.
         try Binary.ok(["case", "set", caseID, "riskLevel", "crisis"] + dong)
@@ -31,10 +38,10 @@ import Testing
 
         // Both directions, twice: duplicates must be harmless.
         for round in 1...2 {
-            try Binary.ok(["changes", "export", "--out", root + "/d\(round).cmb"] + dong)
-            try Binary.ok(["changes", "export", "--out", root + "/s\(round).cmb"] + senior)
-            try Binary.ok(["changes", "import", root + "/s\(round).cmb"] + dong)
-            try Binary.ok(["changes", "import", root + "/d\(round).cmb"] + senior)
+            try Binary.ok(["changes", "export", "--out", root + "/d\(round).cmb"] + dong + sealDong)
+            try Binary.ok(["changes", "export", "--out", root + "/s\(round).cmb"] + senior + sealSenior)
+            try Binary.ok(["changes", "import", root + "/s\(round).cmb"] + dong + verify)
+            try Binary.ok(["changes", "import", root + "/d\(round).cmb"] + senior + verify)
         }
 
         let dongView = try Binary.ok(["case", "show", caseID, "--json"] + dong)
@@ -60,8 +67,8 @@ import Testing
 
         // A case worker resolves it; the resolution travels like any change.
         try Binary.ok(["resolve", caseID, "riskLevel", "high"] + senior)
-        try Binary.ok(["changes", "export", "--out", root + "/resolution.cmb"] + senior)
-        try Binary.ok(["changes", "import", root + "/resolution.cmb"] + dong)
+        try Binary.ok(["changes", "export", "--out", root + "/resolution.cmb"] + senior + sealSenior)
+        try Binary.ok(["changes", "import", root + "/resolution.cmb"] + dong + verify)
         for data in [dong, senior] {
             #expect(try Binary.ok(["conflicts", "--json"] + data) == "[]")
         }
@@ -75,16 +82,19 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let a = ["--data", root + "/a"]
         try Binary.ok(["init", "--replica", "dong.office/server"] + a)
+        let authority = try TestAuthority(in: root)
+        let sealA = Array(try authority.issue("dong.office/server").prefix(6))
+        let verify = ["--ca", authority.directory + "/ca.pem"]
         let caseID = try Binary.ok(["case", "open"] + a)
-        try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + a)
+        try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + a + sealA)
         try Binary.ok(["case", "set", caseID, "stage", "assessment"] + a)
         try Binary.ok(["case", "add", caseID, "tags", "isolation"] + a)
-        try Binary.ok(["changes", "export", "--out", root + "/2.cmb"] + a)
+        try Binary.ok(["changes", "export", "--out", root + "/2.cmb"] + a + sealA)
         // The second bundle first: its later changes wait for the first ones.
         for (name, order) in [("b", ["1", "2"]), ("c", ["2", "1", "2"])] {
             let data = ["--data", root + "/" + name]
             try Binary.ok(["init", "--replica", "senior.centre/\(name)"] + data)
-            for bundle in order { try Binary.ok(["changes", "import", root + "/\(bundle).cmb"] + data) }
+            for bundle in order { try Binary.ok(["changes", "import", root + "/\(bundle).cmb"] + data + verify) }
         }
         let views = try ["a", "b", "c"].map {
             try Binary.ok(["case", "show", caseID, "--json", "--data", root + "/" + $0])
@@ -98,13 +108,17 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let dong = ["--data", root + "/dong"]
         try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
+        let authority = try TestAuthority(in: root)
+        let sealDong = Array(try authority.issue("dong.office/server").prefix(6))
+        let verify = ["--ca", authority.directory + "/ca.pem"]
         let shared = try Binary.ok(["case", "open"] + dong)
         let privateCase = try Binary.ok(["case", "open"] + dong)
         try Binary.ok(["case", "share", shared, "community.centre"] + dong)
-        try Binary.ok(["changes", "export", "--out", root + "/c.cmb", "--for", "community.centre/server"] + dong)
+        try Binary.ok(
+            ["changes", "export", "--out", root + "/c.cmb", "--for", "community.centre/server"] + dong + sealDong)
         let community = ["--data", root + "/community"]
         try Binary.ok(["init", "--replica", "community.centre/server"] + community)
-        try Binary.ok(["changes", "import", root + "/c.cmb"] + community)
+        try Binary.ok(["changes", "import", root + "/c.cmb"] + community + verify)
         let listed = try Binary.ok(["case", "list", "--json"] + community)
         #expect(listed.contains(shared))
         #expect(!listed.contains(privateCase))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseMeshCRDT
+import CaseMeshNet
 import CaseMeshStore
 import Foundation
 
@@ -38,6 +39,31 @@ struct AccessOptions: ParsableArguments {
         try CLIError.wrap {
             try store.recordAccess(
                 to: caseIDs, AccessRecord(action: action, actor: actor, purpose: purpose, via: "casemesh " + command))
+        }
+    }
+}
+
+/// The node's certificate and key, for sealing its own changes before they go into
+/// a bundle (`serve` and `sync` seal them too; a node that never ran either needs this).
+struct BundleSigningOptions: ParsableArguments {
+    @Option(help: "This node's certificate (PEM), to seal its changes.") var cert: String?
+    @Option(help: "This node's private key (PEM).") var key: String?
+    @Option(help: "The consortium CA certificate (PEM).") var ca: String?
+
+    func sealOwnChanges(_ store: CaseStore) throws {
+        guard cert != nil || key != nil || ca != nil else { return }
+        guard let cert, let key, let ca else { throw CLIError(message: "--cert, --key and --ca go together") }
+        let credentials = try CLIError.wrap { () throws(NetError) in
+            try NodeCredentials(certificate: cert, key: key, authority: ca, revocationList: nil)
+        }
+        guard credentials.replicaID == store.replicaID else {
+            throw CLIError(
+                message: "the certificate names \(credentials.replicaID), the data directory \(store.replicaID)")
+        }
+        try CLIError.wrap {
+            try store.trustSigner(
+                credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
+            try store.sealOwnChanges(sign: { message in try credentials.sign(message) })
         }
     }
 }

@@ -58,3 +58,63 @@ public struct SealLeaf: Hashable, Sendable {
         self.leaf = leaf
     }
 }
+
+extension Seal {
+    /// Appends the seal's encoding (as batches and bundles carry it).
+    public func encode(into writer: inout BinaryWriter) {
+        writer.writeString(origin.rawValue)
+        writer.writeVarint(number)
+        writer.writeVarint(UInt64(leafCount))
+        writer.writeBlob(signature)
+        writer.writeVarint(UInt64(digests.count))
+        for (leaf, digest) in digests.sorted(by: { $0.key < $1.key }) {
+            writer.writeVarint(UInt64(leaf))
+            writer.write(bytes: digest)
+        }
+    }
+
+    /// Reads what ``encode(into:)`` wrote.
+    ///
+    /// - Throws: ``CRDTError`` for anything malformed.
+    public init(from reader: inout BinaryReader) throws(CRDTError) {
+        let origin = try ReplicaID(reader.readString())
+        let number = try reader.readVarint()
+        let leafCount = try reader.readCount(limit: Seal.maximumLeaves, "seal size")
+        let signature = try reader.readBlob()
+        guard signature.count <= 128 else { throw reader.failure("a signature of \(signature.count) bytes") }
+        var digests: [Int: [UInt8]] = [:]
+        for _ in 0..<(try reader.readCount(limit: leafCount, "seal digests")) {
+            let leaf = try reader.readCount(limit: max(0, leafCount - 1), "leaf index")
+            digests[leaf] = try reader.readBytes(Seal.digestLength)
+        }
+        self.init(origin: origin, number: number, leafCount: leafCount, signature: signature, digests: digests)
+    }
+
+    /// Appends, for each of `count` changes, its seal and leaf (or none).
+    public static func encode(leaves: [SealLeaf?], count: Int, into writer: inout BinaryWriter) {
+        for index in 0..<count {
+            if let leaf = leaves.indices.contains(index) ? leaves[index] : nil {
+                writer.writeVarint(UInt64(leaf.seal) + 1)
+                writer.writeVarint(UInt64(leaf.leaf))
+            } else {
+                writer.writeVarint(0)
+            }
+        }
+    }
+
+    /// Reads what ``encode(leaves:count:into:)`` wrote.
+    public static func decodeLeaves(count: Int, from reader: inout BinaryReader) throws(CRDTError) -> [SealLeaf?] {
+        var leaves: [SealLeaf?] = []
+        leaves.reserveCapacity(count)
+        for _ in 0..<count {
+            let seal = try reader.readCount(limit: 1 << 20, "seal index")
+            if seal == 0 {
+                leaves.append(nil)
+            } else {
+                leaves.append(
+                    SealLeaf(seal: seal - 1, leaf: try reader.readCount(limit: maximumLeaves - 1, "leaf index")))
+            }
+        }
+        return leaves
+    }
+}
