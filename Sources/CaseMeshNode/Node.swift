@@ -193,13 +193,18 @@ public actor Node: Service {
     }
 
     /// Purges the cases this node's institution is no longer entitled to (left the
-    /// case, consent withdrawn or expired), keeping tombstones; logs each one.
+    /// case, consent withdrawn or expired), keeping tombstones, and destroys access-log
+    /// entries past their retention period; logs what it did.
     @discardableResult
     public func enforceNeedToKnow() -> [PurgedCase] {
         do {
             let purged = try store.purgeUnentitledCases()
             for item in purged {
                 logger.notice("case purged", metadata: ["case": "\(item.caseID)", "reason": "\(item.reason)"])
+            }
+            let destroyed = try store.pruneAccessLogs(olderThanDays: configuration.accessLogRetentionDays)
+            if destroyed > 0 {
+                logger.notice("access-log entries past retention destroyed", metadata: ["count": "\(destroyed)"])
             }
             return purged
         } catch {

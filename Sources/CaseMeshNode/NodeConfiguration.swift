@@ -42,6 +42,9 @@ public struct NodeConfiguration: Sendable {
     public var intervalSeconds: Double = 30
     public var maximumConnections = 64
     public var idleTimeoutSeconds = 30
+    /// How long access-log entries are kept before they are destroyed (PIPA: at
+    /// least two years for sensitive data).
+    public var accessLogRetentionDays = 730
 
     public init() {}
 
@@ -108,6 +111,9 @@ public struct NodeConfiguration: Sendable {
         case "max-connections":
             guard let count = Int(value), count > 0 else { throw NodeError("max-connections must be positive") }
             maximumConnections = count
+        case "retention-days":
+            guard let days = Int(value), days > 0 else { throw NodeError("retention-days must be a positive number") }
+            accessLogRetentionDays = days
         case "idle-timeout":
             guard let seconds = Int(value), seconds > 0 else { throw NodeError("idle-timeout must be positive") }
             idleTimeoutSeconds = seconds

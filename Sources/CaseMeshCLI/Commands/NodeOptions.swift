@@ -6,7 +6,10 @@ import Logging
 /// (the same keys, `key = value` per line). Flags win over the file.
 struct NodeOptions: ParsableArguments {
     @Option(help: "The replica's data directory.") var data: String?
-    @Option(help: "A configuration file with the same keys (data, listen, cert, key, ca, crl, peer, interval).")
+    @Option(
+        help:
+            "A configuration file with the same keys (data, listen, cert, key, ca, crl, peer, interval, retention-days)."
+    )
     var config: String?
     @Option(help: "This node's certificate (PEM).") var cert: String?
     @Option(help: "This node's private key (PEM).") var key: String?
@@ -15,6 +18,8 @@ struct NodeOptions: ParsableArguments {
     @Option(name: .customLong("peer"), help: "A peer to sync with, REPLICA-ID=HOST:PORT (repeatable).")
     var peers: [String] = []
     @Option(help: "Seconds between sync rounds.") var interval: Double?
+    @Option(help: "Days access-log entries are kept before they are destroyed (default 730).")
+    var retentionDays: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -30,6 +35,7 @@ struct NodeOptions: ParsableArguments {
             if let crl { configuration.revocationList = crl }
             if !peers.isEmpty { configuration.peers = try peers.map { try NodeConfiguration.Peer(parsing: $0) } }
             if let interval { try configuration.set("interval", String(interval)) }
+            if let retentionDays { try configuration.set("retention-days", String(retentionDays)) }
             try configuration.validate()
         } catch let error as NodeError {
             throw CLIError(message: error.message)
