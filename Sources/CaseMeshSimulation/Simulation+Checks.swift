@@ -16,13 +16,18 @@ extension Simulation {
                 report.violations.append("\(caseID): acknowledged changes wait for changes nobody acknowledged")
                 continue
             }
-            var participants: [String] = []
-            if case .set(let set)? = reference.fields[Self.participants] { participants = set.elements(.addWins) }
+            // Who may hold the case now: participants that lead it or that the consent covers.
+            let participants = try institutions.filter { name in
+                Entitlement(
+                    of: try InstitutionID(name), fields: reference.fields, schema: schema,
+                    nowMillis: clocks[0].nowMillis()
+                ).receivesCase
+            }
             for (index, store) in stores.enumerated() {
                 let held = try? store.snapshot(of: caseID)
                 if participants.contains(institutions[index]) {
                     guard let held else {
-                        report.violations.append("\(caseID): replica \(index) is a participant but holds nothing")
+                        report.violations.append("\(caseID): replica \(index) is entitled but holds nothing")
                         continue
                     }
                     if held.version != reference.version {

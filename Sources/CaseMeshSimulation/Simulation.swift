@@ -129,7 +129,10 @@ public final class Simulation {
             }
         case 45..<52 where has(.membership):
             if let caseIndex = try participatingCase(replica) {
-                step = .membership(replica: replica, caseIndex: caseIndex, institution: other, add: chance(70))
+                step =
+                    chance(30)
+                    ? .consent(replica: replica, caseIndex: caseIndex, institution: other, grant: chance(50))
+                    : .membership(replica: replica, caseIndex: caseIndex, institution: other, add: chance(70))
             }
         case 75..<82 where has(.duplicate) || has(.reorder):
             let size = 64
@@ -209,6 +212,14 @@ public final class Simulation {
                 add
                 ? ConsentGrant(recipients: [try InstitutionID(institutions[institution])]).ops()
                 : [.remove(Self.participants, institutions[institution])]
+            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
+        case .consent(let replica, let caseIndex, let institution, let grant):
+            guard valid(replica, institution), caseIDs.indices.contains(caseIndex) else { return }
+            let recipient = try InstitutionID(institutions[institution])
+            let ops =
+                grant
+                ? ConsentGrant(recipients: [recipient]).ops(addingParticipants: false)
+                : [ConsentGrant(recipients: []).withdrawal(from: recipient)]
             try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
         case .sync(let a, let b, let cutAfter):
             guard valid(a, b), a != b, connected(a, b) else { return }

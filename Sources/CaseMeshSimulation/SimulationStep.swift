@@ -11,6 +11,8 @@ public enum SimulationStep: Codable, Hashable, Sendable {
     case edit(replica: Int, caseIndex: Int, operations: [Edit])
     /// A replica adds or removes an institution's participation.
     case membership(replica: Int, caseIndex: Int, institution: Int, add: Bool)
+    /// A replica records the household's consent for an institution, or its withdrawal.
+    case consent(replica: Int, caseIndex: Int, institution: Int, grant: Bool)
     /// Two replicas sync; the connection breaks after `cutAfter` messages if given.
     case sync(a: Int, b: Int, cutAfter: Int?)
     /// Changes the source holds for the target's institution are delivered as a
