@@ -220,15 +220,18 @@ public actor Node: Service {
         var generator = SystemRandomNumberGenerator()
         while !Task.isCancelled {
             let now = ContinuousClock.now
+            var allSynced = true
             for peer in configuration.peers where (nextAttempt[peer.replica] ?? now) <= now {
                 if Task.isCancelled { return }
-                _ = await sync(with: peer)
+                if await sync(with: peer).error != nil { allSynced = false }
                 let backoff = Double(1 << min(failures[peer.replica] ?? 0, 5))
                 nextAttempt[peer.replica] = ContinuousClock.now + .seconds(configuration.intervalSeconds * backoff)
             }
             // After the round, so what it brought (a withdrawal, a removal) takes effect;
-            // expiry needs no round at all.
-            enforceNeedToKnow()
+            // expiry needs no round at all. Only after a round in which every peer tried
+            // synced: this node's own edits of a case it is leaving have then gone to
+            // every peer entitled to them, and purging cannot lose them.
+            if allSynced { enforceNeedToKnow() }
             let jitter = Double.random(in: 0.8...1.2, using: &generator)
             try? await Task.sleep(for: .seconds(configuration.intervalSeconds * jitter))
         }

@@ -105,8 +105,9 @@ struct SyncCommand: AsyncParsableCommand {
                 )
             }
         }
-        // What the round brought may end this institution's entitlement to cases.
-        let purged = await service.enforceNeedToKnow()
+        // What the round brought may end this institution's entitlement to cases; purged
+        // only when every peer synced, so this node's own edits have gone out first.
+        let purged = failures.isEmpty ? await service.enforceNeedToKnow() : []
         if output.json {
             emit(JSONValue.array(results).text)
         } else {
