@@ -27,6 +27,49 @@ public enum SealDigest {
         return Array(hasher.finalize())
     }
 
+    /// The same leaf, read straight from the change's canonical encoding (the head is
+    /// its prefix, each operation a slice of it): no re-encoding on the receive path.
+    ///
+    /// - Throws: ``CRDTError`` when the bytes are not a canonical change encoding.
+    public static func leaf(ofEncoded body: [UInt8]) throws(CRDTError) -> [UInt8] {
+        var reader = BinaryReader(body)
+        try reader.skipBlob()
+        try reader.skipBlob()
+        for _ in 0..<3 { _ = try reader.readVarint() }
+        for _ in 0..<(try reader.readCount(limit: 100_000, "context size")) {
+            try reader.skipBlob()
+            _ = try reader.readVarint()
+        }
+        let operations = try reader.readCount(limit: Change.maximumOperations, "operation count")
+        var hasher = SHA256()
+        hasher.update(data: body[0..<reader.offset])
+        for _ in 0..<operations {
+            let start = reader.offset
+            let tag = try reader.readByte()
+            try reader.skipBlob()
+            switch tag {
+            case 1:
+                switch try reader.readByte() {
+                case 1: try reader.skipBlob()
+                case 2: _ = try reader.readSignedVarint()
+                default: _ = try reader.readByte()
+                }
+            case 2, 3, 4: try reader.skipBlob()
+            case 5:
+                try reader.skipBlob()
+                _ = try reader.readVarint()
+                _ = try reader.readVarint()
+            case 6:
+                // A withheld operation carries the digest of the original.
+                hasher.update(data: try reader.readBytes(Seal.digestLength))
+                continue
+            default: throw reader.failure("unknown operation tag \(tag)")
+            }
+            hasher.update(data: Array(SHA256.hash(data: body[start..<reader.offset])))
+        }
+        return Array(hasher.finalize())
+    }
+
     /// The SHA-256 of one operation's encoding (what a withheld operation carries).
     public static func operation(_ op: FieldOperation) -> [UInt8] {
         if case .withheld(_, let digest) = op { return digest }
@@ -250,7 +293,7 @@ extension ApplySession {
             guard changes[index].origin == seal.origin else { return "sealed by \(seal.origin), not by its origin" }
             let leaf = leaves[index]!.leaf
             guard digests.indices.contains(leaf), digests[leaf] == nil else { return "a malformed seal" }
-            digests[leaf] = SealDigest.leaf(of: changes[index])
+            digests[leaf] = (try? SealDigest.leaf(ofEncoded: bodies[index])) ?? SealDigest.leaf(of: changes[index])
         }
         let complete = digests.compactMap { $0 }
         guard complete.count == seal.leafCount else { return "a seal with leaves missing" }
