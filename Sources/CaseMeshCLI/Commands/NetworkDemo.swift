@@ -133,7 +133,8 @@ struct NetworkDemo {
         say()
         say(
             "6. Sync figures: \(sessions) sessions, \(moved) changes moved, \(bytes) bytes on the wire, "
-                + "\((elapsed.seconds * 1000).rounded()) ms in all (certificates checked on every connection)")
+                + "\((elapsed.seconds * 1000).rounded()) ms in all (certificates checked on every connection, every change sealed by its origin and verified)"
+        )
 
         say()
         let communityCases = try CLIError.wrap { try store(community).caseSummaries().count }
