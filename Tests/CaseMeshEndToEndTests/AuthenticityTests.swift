@@ -61,14 +61,11 @@ import Testing
     @Test func aRelayThatAltersAndResignsAChangeIsRefusedAndTheRestApplies() throws {
         let root = Binary.temporaryDirectory("authenticity")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let names = ["dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server"]
-        var tls: [String: [String]] = [:]
-        for (short, replica) in names {
-            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
-            tls[short] = try authority.issue(replica)
-        }
-        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let consortium = try TestConsortium(
+            in: root,
+            ["dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server"])
+        let (names, tls) = (consortium.names, consortium.tls)
+        func data(_ short: String) -> [String] { consortium.data(short) }
         func sync(_ short: String, with peer: String, at address: String) throws -> Binary.Result {
             try Binary.run(["sync", "--json"] + data(short) + tls[short]! + ["--peer", "\(names[peer]!)=\(address)"])
         }

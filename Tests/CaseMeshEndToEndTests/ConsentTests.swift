@@ -41,17 +41,14 @@ import Testing
     @Test func consentDecidesWhoHoldsTheCaseAndWithdrawalPurgesIt() throws {
         let root = Binary.temporaryDirectory("consent")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let names = [
-            "dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server",
-            "community": "community.centre/server",
-        ]
-        var tls: [String: [String]] = [:]
-        for (short, replica) in names {
-            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
-            tls[short] = try authority.issue(replica)
-        }
-        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let consortium = try TestConsortium(
+            in: root,
+            [
+                "dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server",
+                "community": "community.centre/server",
+            ])
+        let tls = consortium.tls
+        func data(_ short: String) -> [String] { consortium.data(short) }
         let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
         defer { dong.stop() }
         func sync(_ short: String) throws -> String {
@@ -183,17 +180,14 @@ import Testing
     @Test func theLeadSeesEveryParticipantsReadsAndWritesAfterASync() throws {
         let root = Binary.temporaryDirectory("audit")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let names = [
-            "dong": "dong.office/server", "senior": "senior.centre/laptop-2", "mental": "mental.centre/server",
-            "community": "community.centre/server",
-        ]
-        var tls: [String: [String]] = [:]
-        for (short, replica) in names {
-            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
-            tls[short] = try authority.issue(replica)
-        }
-        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let consortium = try TestConsortium(
+            in: root,
+            [
+                "dong": "dong.office/server", "senior": "senior.centre/laptop-2", "mental": "mental.centre/server",
+                "community": "community.centre/server",
+            ])
+        let tls = consortium.tls
+        func data(_ short: String) -> [String] { consortium.data(short) }
         let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
         defer { dong.stop() }
         func sync(_ short: String) throws {
@@ -240,17 +234,14 @@ import Testing
     @Test func healthDataReachesOnlyTheInstitutionWhoseConsentCoversIt() throws {
         let root = Binary.temporaryDirectory("sensitive")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let names = [
-            "dong": "dong.office/server", "senior": "senior.centre/server", "community": "community.centre/server",
-            "laptop": "senior.centre/laptop-1",
-        ]
-        var tls: [String: [String]] = [:]
-        for (short, replica) in names {
-            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
-            tls[short] = try authority.issue(replica)
-        }
-        func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+        let consortium = try TestConsortium(
+            in: root,
+            [
+                "dong": "dong.office/server", "senior": "senior.centre/server", "community": "community.centre/server",
+                "laptop": "senior.centre/laptop-1",
+            ])
+        let (names, tls) = (consortium.names, consortium.tls)
+        func data(_ short: String) -> [String] { consortium.data(short) }
         // One change with general and sensitive fields together.
         let caseID = try Binary.ok(
             [

@@ -133,3 +133,25 @@ func eventually(_ seconds: Double = 20, _ condition: () throws -> Bool) rethrows
     }
     return try condition()
 }
+
+/// Several replicas, each initialised in `root/SHORT` with a certificate from one test CA.
+struct TestConsortium {
+    let root: String
+    let authority: TestAuthority
+    /// Short name to replica ID.
+    let names: [String: String]
+    /// Short name to its `--cert --key --ca --crl` arguments.
+    private(set) var tls: [String: [String]] = [:]
+
+    init(in root: String, _ names: [String: String]) throws {
+        self.root = root
+        self.names = names
+        authority = try TestAuthority(in: root)
+        for (short, replica) in names {
+            try Binary.ok(["init", "--replica", replica, "--data", root + "/" + short])
+            tls[short] = try authority.issue(replica)
+        }
+    }
+
+    func data(_ short: String) -> [String] { ["--data", root + "/" + short] }
+}

@@ -8,18 +8,7 @@ extension Change {
 
     /// Appends the canonical binary encoding to `writer`.
     public func encode(into writer: inout BinaryWriter) {
-        writer.writeString(caseID.rawValue)
-        writer.writeString(origin.rawValue)
-        writer.writeVarint(seq)
-        writer.writeVarint(hlc.physical)
-        writer.writeVarint(UInt64(hlc.logical))
-        let contextEntries = context.sortedEntries
-        writer.writeVarint(UInt64(contextEntries.count))
-        for entry in contextEntries {
-            writer.writeString(entry.origin.rawValue)
-            writer.writeVarint(entry.seq)
-        }
-        writer.writeVarint(UInt64(ops.count))
+        encodeHead(into: &writer)
         for op in ops { op.encode(into: &writer) }
     }
 
@@ -27,6 +16,11 @@ extension Change {
     /// operation count): with each operation's digest, what a seal's leaf covers.
     public func encodedHead() -> [UInt8] {
         var writer = BinaryWriter(capacity: 96)
+        encodeHead(into: &writer)
+        return writer.bytes
+    }
+
+    private func encodeHead(into writer: inout BinaryWriter) {
         writer.writeString(caseID.rawValue)
         writer.writeString(origin.rawValue)
         writer.writeVarint(seq)
@@ -39,7 +33,6 @@ extension Change {
             writer.writeVarint(entry.seq)
         }
         writer.writeVarint(UInt64(ops.count))
-        return writer.bytes
     }
 
     /// The length of the canonical encoding's header (the case ID and the origin),
