@@ -47,6 +47,7 @@ let package = Package(
             ],
             resources: [
                 .embedInCode("Resources/0001-initial.sql"), .embedInCode("Resources/0002-consent-and-purge.sql"),
+                .embedInCode("Resources/0003-departures-and-deliveries.sql"),
             ],
             swiftSettings: strictSettings
         ),

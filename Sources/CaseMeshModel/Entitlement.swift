@@ -32,6 +32,27 @@ public struct Entitlement: Hashable, Sendable {
         field == participants || field == lead || field.entity == "consent"
     }
 
+    /// The consent fields the rule reads (the others, such as the subject, the
+    /// grantor and the purposes, describe the consent but decide nothing).
+    static let ruleConsentFields: Set<String> = ["recipients", "basis", "categories", "validUntil"]
+
+    /// Whether a field's value is read by the rule: the case's participants and lead,
+    /// and each consent's recipients, basis, categories and end. Their values are
+    /// institution IDs, statute names, category names and dates, never personal data,
+    /// which is why a departure notice may carry them and nothing else.
+    public static func isRuleField(_ field: FieldKey) -> Bool {
+        field == participants || field == lead || (field.entity == "consent" && ruleConsentFields.contains(field.field))
+    }
+
+    /// Whether this change takes `institution` out of the case: it removes it from the
+    /// participants or from a consent's recipients.
+    public static func removes(_ institution: InstitutionID, in change: Change) -> Bool {
+        change.ops.contains { op in
+            guard case .remove(let field, let element) = op, element == institution.rawValue else { return false }
+            return field == participants || (field.entity == "consent" && field.field == "recipients")
+        }
+    }
+
     /// Evaluates the rule for `institution` on a case whose merged fields (at least
     /// the gate fields) are `fields`, at `nowMillis` since the Unix epoch.
     public init(

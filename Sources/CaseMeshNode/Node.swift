@@ -124,8 +124,35 @@ public actor Node: Service {
             try? await connection.channel.channel.close()
             return
         }
-        _ = await runSession(connection, peer: peer)
+        let outcome = await runSession(connection, peer: peer)
+        // A node that only listens learns of withdrawals from the peers that dial it,
+        // and its own edits reach them in the same session: it purges after serving.
+        afterSession(outcome)
     }
+
+    /// Every case this node purged since it started, oldest first.
+    public private(set) var purgedCases: [PurgedCase] = []
+
+    /// The log end and time of the last need-to-know pass after a session.
+    private var lastNeedToKnow: (logEnd: UInt64, at: ContinuousClock.Instant)?
+
+    /// Runs the need-to-know pass after a session when it may have changed anything:
+    /// the session moved changes, the log grew, or a while has passed (consents expire
+    /// by the clock). The pass itself purges only cases whose own edits have gone out.
+    private func afterSession(_ outcome: SyncRunner.Outcome) {
+        let end = (try? store.logEnd()) ?? 0
+        let moved = outcome.summary.changesReceived > 0 || outcome.summary.changesSent > 0
+        if !moved, let last = lastNeedToKnow, last.logEnd == end,
+            ContinuousClock.now - last.at < .seconds(Self.needToKnowInterval)
+        {
+            return
+        }
+        enforceNeedToKnow()
+        lastNeedToKnow = ((try? store.logEnd()) ?? end, ContinuousClock.now)
+    }
+
+    /// The longest a served node waits between need-to-know passes when nothing moves.
+    static let needToKnowInterval: Int64 = 30
 
     /// Runs a sync session on an authenticated connection and logs its outcome.
     private func runSession(
@@ -182,6 +209,7 @@ public actor Node: Service {
             }
             let outcome = await runSession(connection, peer: certified, progress: progress)
             failures[peer.replica] = outcome.error == nil ? 0 : (failures[peer.replica] ?? 0) + 1
+            afterSession(outcome)
             return outcome
         } catch {
             failures[peer.replica] = (failures[peer.replica] ?? 0) + 1
@@ -199,6 +227,7 @@ public actor Node: Service {
     public func enforceNeedToKnow() -> [PurgedCase] {
         do {
             let purged = try store.purgeUnentitledCases()
+            purgedCases += purged
             for item in purged {
                 logger.notice("case purged", metadata: ["case": "\(item.caseID)", "reason": "\(item.reason)"])
             }
@@ -213,27 +242,35 @@ public actor Node: Service {
         }
     }
 
-    /// Syncs with every configured peer in turn, then waits the jittered interval;
-    /// a failing peer is retried after an exponentially longer wait (at most 32×).
+    /// Syncs with every configured peer in turn, each round starting one interval
+    /// (± 20% jitter) after the last one started; a failing peer is retried after an
+    /// exponentially longer wait (at most 32×).
     private func syncLoop() async {
-        var nextAttempt: [ReplicaID: ContinuousClock.Instant] = [:]
+        var schedule = SyncSchedule(intervalSeconds: configuration.intervalSeconds)
         var generator = SystemRandomNumberGenerator()
+        let clock = ContinuousClock()
+        let origin = clock.now
+        func elapsed() -> Double { (clock.now - origin).seconds }
         while !Task.isCancelled {
-            let now = ContinuousClock.now
-            var allSynced = true
-            for peer in configuration.peers where (nextAttempt[peer.replica] ?? now) <= now {
+            for peer in configuration.peers where schedule.isDue(peer.replica, at: elapsed()) {
                 if Task.isCancelled { return }
-                if await sync(with: peer).error != nil { allSynced = false }
-                let backoff = Double(1 << min(failures[peer.replica] ?? 0, 5))
-                nextAttempt[peer.replica] = ContinuousClock.now + .seconds(configuration.intervalSeconds * backoff)
+                let started = elapsed()
+                _ = await sync(with: peer)
+                schedule.attempted(
+                    peer.replica, failures: failures[peer.replica] ?? 0, startedAt: started,
+                    jitter: Double.random(in: 0.8...1.2, using: &generator))
             }
-            // After the round, so what it brought (a withdrawal, a removal) takes effect;
-            // expiry needs no round at all. Only after a round in which every peer tried
-            // synced: this node's own edits of a case it is leaving have then gone to
-            // every peer entitled to them, and purging cannot lose them.
-            if allSynced { enforceNeedToKnow() }
-            let jitter = Double.random(in: 0.8...1.2, using: &generator)
-            try? await Task.sleep(for: .seconds(configuration.intervalSeconds * jitter))
+            // What the round brought (a withdrawal, a removal) takes effect after each
+            // session (see afterSession); expiry needs no round at all.
+            try? await Task.sleep(for: .seconds(schedule.nextWait(at: elapsed())))
         }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a floating-point number.
+    var seconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
     }
 }

@@ -51,6 +51,17 @@ public struct SyncRunner: Sendable {
         public var refused: [String]
     }
 
+    /// Records how a session ended: the outcome, and how far the peer now holds this
+    /// node's log (which decides when a withdrawn case may be purged).
+    private func record(_ outcome: Outcome, peer: ReplicaID) -> Outcome {
+        try? store.recordSyncOutcome(peer: peer, error: outcome.error?.description)
+        if outcome.summary.peerHolds > 1 {
+            try? store.recordDelivery(
+                to: peer.rawValue, institution: peer.institution.rawValue, throughArrival: outcome.summary.peerHolds)
+        }
+        return outcome
+    }
+
     /// Runs a session with `peer` (as its certificate names it) to its end.
     ///
     /// - Parameters:
@@ -70,6 +81,7 @@ public struct SyncRunner: Sendable {
         } catch {
             return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
         }
+        func end(_ outcome: Outcome) -> Outcome { record(outcome, peer: peer) }
         let memo = LogPageMemo()
         // This node's changes leave it sealed; a certificate goes once per connection.
         var certificatesSent: Set<ReplicaID> = []
@@ -115,7 +127,8 @@ public struct SyncRunner: Sendable {
                                     refused.append("certificate of \(signer) refused: \(error)")
                                 }
                             }
-                            seals = PulledSeals(leaves: batch.leaves, seals: batch.seals)
+                            seals = PulledSeals(
+                                leaves: batch.leaves, seals: batch.seals, certificates: batch.certificates)
                         }
                         let report = try store.applyPulled(
                             batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
@@ -124,17 +137,25 @@ public struct SyncRunner: Sendable {
                         actions += session.batchApplied(report.applied)
                         progress?(session.summary)
                     case .finish(let summary):
-                        try? store.recordSyncOutcome(peer: peer, error: nil)
-                        return Outcome(summary: summary, error: nil, refused: refused)
+                        return end(Outcome(summary: summary, error: nil, refused: refused))
                     case .fail(let error):
-                        try? store.recordSyncOutcome(peer: peer, error: error.description)
-                        return Outcome(summary: session.summary, error: error, refused: refused)
+                        return end(Outcome(summary: session.summary, error: error, refused: refused))
                     }
                 } catch let error as StoreError {
-                    actions = session.connectionLost("local store: \(error.message)")
+                    // An ended session keeps the actions it had left (its own failure).
+                    let lost = session.connectionLost("local store: \(error.message)")
+                    if !lost.isEmpty { actions = lost }
                 } catch {
-                    actions = session.connectionLost("\(error)")
+                    let lost = session.connectionLost("\(error)")
+                    if !lost.isEmpty { actions = lost }
                 }
+            }
+            // A session that ended on an action that could not be performed (a refusal
+            // that could not be sent to a peer that reset the connection) has nothing
+            // left to do: stop, never wait on a stream that has ended.
+            if session.hasEnded {
+                return end(
+                    Outcome(summary: session.summary, error: .connectionLost("the session ended"), refused: refused))
             }
             do {
                 guard let message = try await iterator.next() else {

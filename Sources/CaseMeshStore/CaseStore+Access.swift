@@ -24,6 +24,21 @@ public struct AccessRecord: Hashable, Sendable, Codable {
         self.purpose = purpose
         self.via = via
     }
+
+    /// Refuses an entry whose texts could not be shown safely on another node's
+    /// terminal or screen: empty, longer than 200 characters, or holding control
+    /// characters (an escape sequence written here would run on the lead's terminal).
+    public func validate() throws(StoreError) {
+        for (name, text) in [("actor", actor), ("purpose", purpose), ("via", via)] {
+            guard !text.isEmpty, text.count <= 200 else {
+                throw StoreError(
+                    code: .invalidWrite, message: "the access record's \(name) must be 1 to 200 characters")
+            }
+            guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw StoreError(code: .invalidWrite, message: "the access record's \(name) holds a control character")
+            }
+        }
+    }
 }
 
 /// An access-log entry as a node holds it: the record, and who, where and when.
@@ -82,6 +97,28 @@ extension CaseStore {
 
     /// Appends the same entry to the access logs of several cases, in one transaction.
     public func recordAccess(to caseIDs: [CaseID], _ record: AccessRecord) throws(StoreError) {
+        let writes = try accessLogWrites(for: caseIDs, record)
+        guard !writes.isEmpty else { return }
+        try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
+            try Self.commit(writes, in: session)
+        }
+    }
+
+    /// One access-log entry to append: the companion case and the writes that make it.
+    struct AccessLogWrite: Sendable {
+        var companion: CaseID
+        var ops: [FieldOperation]
+        var isNew: Bool
+    }
+
+    /// The writes that append `record` to the access logs of `caseIDs`.
+    ///
+    /// - Parameter leads: the lead institution of cases not held yet (a case being
+    ///   opened in the same transaction); the others' leads are read from the store.
+    func accessLogWrites(
+        for caseIDs: [CaseID], _ record: AccessRecord, leads: [CaseID: String] = [:]
+    ) throws(StoreError) -> [AccessLogWrite] {
+        try record.validate()
         let entry: String
         do {
             let encoder = JSONEncoder()
@@ -91,16 +128,20 @@ extension CaseStore {
             throw StoreError(code: .invalidWrite, message: "cannot encode the access record: \(error)")
         }
         let own = replicaID.institution
-        var writes: [(companion: CaseID, ops: [FieldOperation], isNew: Bool)] = []
+        var writes: [AccessLogWrite] = []
         for caseID in caseIDs {
-            let snapshot = try snapshot(of: caseID)
-            // An access log's own reads are not logged again.
-            if Self.isAccessLog(snapshot) { continue }
             var lead = own.rawValue
-            if case .register(let register)? = snapshot.fields[Entitlement.lead],
-                case .string(let name)? = register.value
-            {
-                lead = name
+            if let known = leads[caseID] {
+                lead = known
+            } else {
+                let snapshot = try snapshot(of: caseID)
+                // An access log's own reads are not logged again.
+                if Self.isAccessLog(snapshot) { continue }
+                if case .register(let register)? = snapshot.fields[Entitlement.lead],
+                    case .string(let name)? = register.value
+                {
+                    lead = name
+                }
             }
             let companion = Self.accessLogCase(of: caseID)
             var ops: [FieldOperation] = [.append(Self.accessLogField, entry)]
@@ -123,16 +164,37 @@ extension CaseStore {
                 ).ops()
                 ops = opening + ops
             }
-            writes.append((companion, ops, known == nil))
+            writes.append(AccessLogWrite(companion: companion, ops: ops, isNew: known == nil))
         }
-        guard !writes.isEmpty else { return }
-        let replicaID = replicaID
-        let batch = writes
-        try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
-            for write in batch {
-                _ = try session.commitLocal(
-                    caseID: write.companion, origin: replicaID, ops: write.ops, isNewCase: write.isNew)
-            }
+        return writes
+    }
+
+    /// Commits access-log writes inside an apply session (the caller's transaction).
+    static func commit(_ writes: [AccessLogWrite], in session: ApplySession) throws {
+        for write in writes {
+            _ = try session.commitLocal(
+                caseID: write.companion, origin: session.receiver!, ops: write.ops, isNewCase: write.isNew)
+        }
+    }
+
+    /// Reads a case for a person, recording the read in its access log first (the
+    /// entry is durable before any of the case is returned).
+    ///
+    /// - Throws: ``StoreError`` `caseNotFound` when the case is not held here, and
+    ///   `withdrawn` when this institution's right to it has ended (it is kept only
+    ///   until its own edits have gone out, and shown to nobody).
+    public func read(_ caseID: CaseID, recording record: AccessRecord) throws(StoreError) -> CaseSnapshot {
+        try requireEntitled(caseID)
+        try recordAccess(to: caseID, record)
+        return try snapshot(of: caseID)
+    }
+
+    /// Refuses a case this institution may no longer see (see ``withdrawal(of:)``).
+    public func requireEntitled(_ caseID: CaseID) throws(StoreError) {
+        if let reason = try withdrawal(of: caseID) {
+            throw StoreError(
+                code: reason.hasPrefix("purged") ? .caseNotFound : .withdrawn,
+                message: "case \(caseID) is \(reason)")
         }
     }
 

@@ -28,62 +28,43 @@ extension CaseStore {
         // Materialized state first, so the entitlement is read from checkpointed rows.
         try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { _ in }
         let schema = schema
-        let institution = replicaID.institution
+        let replicaID = replicaID
         let now = clock.nowMillis()
         let cache = cache
         let purged: [PurgedCase] = try Self.wrapDatabaseErrors {
             try cache.withLock { cache in
                 try writer.write { db -> [PurgedCase] in
                     guard try LogTail(db).isEmpty else { return [] }
-                    let coder = try ReplicaTableCoder(db)
-                    var gates: [Int64: [FieldKey: FieldState]] = [:]
-                    let rows = try Row.fetchCursor(
-                        db,
-                        sql: """
-                            SELECT fieldState.caseRef, fieldName.name, fieldState.state FROM fieldState
-                            JOIN fieldName ON fieldName.id = fieldState.fieldRef
-                            WHERE fieldName.name IN ('case.participants', 'case.leadInstitution')
-                            OR fieldName.name LIKE 'consent#%'
-                            """)
-                    while let row = try rows.next() {
-                        gates[row[0], default: [:]][try FieldKey(parsing: row[1] as String)] = try FieldState(
-                            decoding: [UInt8](row[2] as Data), coder: coder)
-                    }
-                    var purged: [PurgedCase] = []
-                    let live = try Row.fetchAll(
-                        db,
-                        sql: """
-                            SELECT id, caseKey, version FROM caseRecord
-                            WHERE id NOT IN (SELECT caseRef FROM caseTombstone) ORDER BY id
-                            """)
-                    var doomed: [(ref: Int64, caseID: CaseID, version: Data, reason: String)] = []
-                    for row in live {
-                        let fields = gates[row[0]] ?? [:]
-                        let entitlement = Entitlement(of: institution, fields: fields, schema: schema, nowMillis: now)
-                        guard !entitlement.receivesCase else { continue }
-                        doomed.append((row[0], try CaseID(row[1] as String), row[2], Self.reason(institution, fields)))
-                    }
+                    let withdrawn = try Self.withdrawnCases(db, replicaID: replicaID, schema: schema, nowMillis: now)
+                    let doomed = withdrawn.filter { $0.ownChangesDelivered }
                     guard !doomed.isEmpty else { return [] }
-                    try Self.blankChanges(db, ofCases: Set(doomed.map(\.ref)))
+                    try Self.blankChanges(db, ofCases: Set(doomed.map(\.caseRef)))
+                    var purged: [PurgedCase] = []
                     for item in doomed {
                         var gate = BinaryWriter()
-                        let fields = gates[item.ref] ?? [:]
-                        gate.writeVarint(UInt64(fields.count))
-                        for (key, state) in fields.sorted(by: { $0.key.storageKey < $1.key.storageKey }) {
+                        gate.writeVarint(UInt64(item.ruleFields.count))
+                        for (key, state) in item.ruleFields.sorted(by: { $0.key.storageKey < $1.key.storageKey }) {
                             gate.writeString(key.storageKey)
                             gate.writeBlob(state.encoded())
                         }
-                        try db.execute(sql: "DELETE FROM fieldState WHERE caseRef = ?", arguments: [item.ref])
-                        try db.execute(sql: "DELETE FROM participantGrant WHERE caseRef = ?", arguments: [item.ref])
+                        try db.execute(sql: "DELETE FROM fieldState WHERE caseRef = ?", arguments: [item.caseRef])
+                        try db.execute(sql: "DELETE FROM participantGrant WHERE caseRef = ?", arguments: [item.caseRef])
+                        for table in ["pendingChange", "departureNotice"] {
+                            try db.execute(
+                                sql: "DELETE FROM \(table) WHERE caseKey = ?", arguments: [item.caseID.rawValue])
+                        }
+                        let version =
+                            try Data.fetchOne(
+                                db, sql: "SELECT version FROM caseRecord WHERE id = ?", arguments: [item.caseRef])
+                            ?? Data()
                         try db.execute(
-                            sql: "DELETE FROM pendingChange WHERE caseKey = ?", arguments: [item.caseID.rawValue])
-                        try db.execute(sql: "UPDATE caseRecord SET version = x'' WHERE id = ?", arguments: [item.ref])
+                            sql: "UPDATE caseRecord SET version = x'' WHERE id = ?", arguments: [item.caseRef])
                         try db.execute(
                             sql: """
                                 INSERT OR REPLACE INTO caseTombstone (caseRef, purgedAt, reason, version, gateFields)
                                 VALUES (?, ?, ?, ?, ?)
                                 """,
-                            arguments: [item.ref, Int64(now), item.reason, item.version, Data(gate.bytes)])
+                            arguments: [item.caseRef, Int64(now), item.reason, version, Data(gate.bytes)])
                         purged.append(PurgedCase(caseID: item.caseID, purgedAtMillis: now, reason: item.reason))
                     }
                     // The cache holds decoded states and versions of these cases.
@@ -102,6 +83,174 @@ extension CaseStore {
         return purged
     }
 
+    /// A case this node still holds although its institution may no longer hold it.
+    struct WithdrawnCase {
+        var caseRef: Int64
+        var caseID: CaseID
+        var reason: String
+        /// The rule fields, with departure notices laid over them.
+        var ruleFields: [FieldKey: FieldState]
+        /// Whether every change this node wrote to the case has reached a peer (or a
+        /// bundle) of an institution that may still hold it: only then may it purge.
+        var ownChangesDelivered: Bool
+    }
+
+    /// Why this node's users may no longer see a case, or `nil` when they may.
+    ///
+    /// A case whose right ended (a withdrawal, a removal, an expired consent) stays on
+    /// the node only until its own edits have gone out (see ``purgeUnentitledCases()``);
+    /// meanwhile its data is not shown to anyone.
+    public func withdrawal(of caseID: CaseID) throws(StoreError) -> String? {
+        let schema = schema
+        let replicaID = replicaID
+        let now = clock.nowMillis()
+        return try read { db in
+            guard
+                let caseRef = try Int64.fetchOne(
+                    db, sql: "SELECT id FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
+            else { return nil }
+            if let reason = try String.fetchOne(
+                db, sql: "SELECT reason FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef])
+            {
+                return "purged from this node: \(reason)"
+            }
+            let found = try Self.withdrawnCases(
+                db, replicaID: replicaID, schema: schema, nowMillis: now, only: caseRef, checkDelivery: false)
+            return found.first.map { "withdrawn from \(replicaID.institution): \($0.reason)" }
+        }
+    }
+
+    /// The live cases this node's institution is no longer entitled to.
+    ///
+    /// The rule is read from the checkpointed rule fields with the log's tail and
+    /// every departure notice held for the case laid over them: a notice that cannot
+    /// be merged (its history is not here) still takes effect.
+    static func withdrawnCases(
+        _ db: Database, replicaID: ReplicaID, schema: CaseSchema, nowMillis: UInt64, only: Int64? = nil,
+        checkDelivery: Bool = true
+    ) throws -> [WithdrawnCase] {
+        let institution = replicaID.institution
+        let coder = try ReplicaTableCoder(db)
+        let tail = try LogTail(db)
+        var gates: [Int64: [FieldKey: FieldState]] = [:]
+        // One case (a read or a write by a person: an indexed lookup) or all of them.
+        let filter = only.map { "= \($0)" }
+        if let only {
+            gates[only] = try CaseStore.gateFields(
+                caseRef: only, statement: db.cachedStatement(sql: CaseStore.gateFieldsSQL), coder: coder)
+        } else {
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT fieldState.caseRef, fieldName.name, fieldState.state FROM fieldState
+                    JOIN fieldName ON fieldName.id = fieldState.fieldRef
+                    WHERE fieldName.name IN ('case.participants', 'case.leadInstitution')
+                    OR fieldName.name LIKE 'consent#%'
+                    """)
+            while let row = try rows.next() {
+                gates[row[0], default: [:]][try FieldKey(parsing: row[1] as String)] = try FieldState(
+                    decoding: [UInt8](row[2] as Data), coder: coder)
+            }
+        }
+        var notices: [Int64: [Change]] = [:]
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT caseRecord.id, departureNotice.body FROM departureNotice
+                JOIN caseRecord ON caseRecord.caseKey = departureNotice.caseKey
+                \(filter.map { "WHERE caseRecord.id \($0)" } ?? "")
+                """)
+        {
+            if let change = try? Change(decoding: [UInt8](row[1] as Data)) {
+                notices[row[0], default: []].append(change)
+            }
+        }
+        let live = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, caseKey FROM caseRecord
+                WHERE id NOT IN (SELECT caseRef FROM caseTombstone) \(filter.map { "AND id \($0)" } ?? "") ORDER BY id
+                """)
+        var found: [WithdrawnCase] = []
+        for row in live {
+            let caseRef: Int64 = row[0]
+            var fields = gates[caseRef] ?? [:]
+            if !tail.changes(ofCase: caseRef).isEmpty {
+                var version = VersionVector()
+                try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
+                fields = fields.filter { Entitlement.isGate($0.key) }
+            }
+            for notice in (notices[caseRef] ?? []).sorted(by: Change.causalOrder) {
+                for (index, op) in notice.ops.enumerated() where !op.isWithheld && Entitlement.isGate(op.field) {
+                    var state = fields[op.field] ?? .empty(for: op)
+                    guard state.accepts(op) else { continue }
+                    try state.apply(op, index: index, of: notice, semantics: schema.setSemantics(for: op.field))
+                    fields[op.field] = state
+                }
+            }
+            guard !Entitlement(of: institution, fields: fields, schema: schema, nowMillis: nowMillis).receivesCase
+            else { continue }
+            found.append(
+                WithdrawnCase(
+                    caseRef: caseRef, caseID: try CaseID(row[1] as String), reason: reason(institution, fields),
+                    ruleFields: fields, ownChangesDelivered: false))
+        }
+        guard checkDelivery, !found.isEmpty else { return found }
+        // Where this node's own changes of those cases last stand in its log.
+        let ownRef = coder.names.first(where: { $0.value == replicaID })?.key
+        var lastOwn: [Int64: UInt64] = [:]
+        let wanted = Set(found.map(\.caseRef))
+        if let ownRef {
+            let segments = try Row.fetchCursor(db, sql: "SELECT firstArrival, body FROM changeSegment ORDER BY id")
+            while let segment = try segments.next() {
+                var position = UInt64(segment[0] as Int64)
+                for entry in try ChangeLogSegment.entries(of: [UInt8](segment[1] as Data)) {
+                    if !entry.isBlank, entry.replicaRef == ownRef, wanted.contains(entry.caseRef) {
+                        lastOwn[entry.caseRef] = position
+                    }
+                    position += 1
+                }
+            }
+        }
+        let deliveries = try Row.fetchAll(db, sql: "SELECT institution, throughArrival FROM delivery").map {
+            (institution: $0[0] as String, through: UInt64(max(0, $0[1] as Int64)))
+        }
+        for index in found.indices {
+            guard let last = lastOwn[found[index].caseRef] else {
+                found[index].ownChangesDelivered = true
+                continue
+            }
+            found[index].ownChangesDelivered = deliveries.contains { delivery in
+                guard delivery.through > last else { return false }
+                if delivery.institution == "*" { return true }
+                guard let other = try? InstitutionID(delivery.institution), other != institution else { return false }
+                return Entitlement(of: other, fields: found[index].ruleFields, schema: schema, nowMillis: nowMillis)
+                    .receivesCase
+            }
+        }
+        return found
+    }
+
+    /// Records that `recipient` (a peer's replica ID, or `bundle:` and an institution
+    /// or `*`) holds this node's log up to `throughArrival` (exclusive), as far as its
+    /// institution may receive it.
+    public func recordDelivery(
+        to recipient: String, institution: String, throughArrival: UInt64
+    ) throws(StoreError) {
+        guard throughArrival > 1 else { return }
+        let now = Int64(clock.nowMillis())
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO delivery (recipient, institution, throughArrival, deliveredAt) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (recipient) DO UPDATE SET institution = excluded.institution,
+                    throughArrival = max(delivery.throughArrival, excluded.throughArrival),
+                    deliveredAt = excluded.deliveredAt
+                    """,
+                arguments: [recipient, institution, Int64(clamping: throughArrival), now])
+        }
+    }
+
     /// Cases purged here, with when and why.
     public func purgedCases() throws(StoreError) -> [PurgedCase] {
         try read { db in
@@ -118,7 +267,7 @@ extension CaseStore {
         }
     }
 
-    private static func reason(_ institution: InstitutionID, _ fields: [FieldKey: FieldState]) -> String {
+    static func reason(_ institution: InstitutionID, _ fields: [FieldKey: FieldState]) -> String {
         if case .set(let participants)? = fields[Entitlement.participants],
             participants.contains(institution.rawValue, .addWins)
         {

@@ -5,6 +5,8 @@ import GRDB
 
 /// A received change refused because it could not be authenticated, kept aside.
 public struct QuarantinedChange: Hashable, Sendable {
+    /// The entry's number, for `casemesh quarantine drop`.
+    public var id: Int64
     public var caseID: String
     public var origin: String
     public var seq: UInt64
@@ -12,6 +14,13 @@ public struct QuarantinedChange: Hashable, Sendable {
     public var sender: String
     public var reason: String
     public var receivedAtMillis: UInt64
+    /// How many times the change was refused.
+    public var attempts: Int
+    /// When the genuine change was applied, if it was.
+    public var resolvedAtMillis: UInt64?
+    /// Whether it was refused for an unverified signer and keeps what it takes to
+    /// verify it again (`casemesh quarantine retry`).
+    public var canRetry: Bool
 }
 
 /// The leaves of seals.
@@ -211,17 +220,120 @@ extension CaseStore {
         }
     }
 
-    /// The changes refused as unauthenticated, newest last.
-    public func quarantined() throws(StoreError) -> [QuarantinedChange] {
+    /// The changes kept aside (quarantined), oldest first: by default those not
+    /// resolved yet (the genuine change has not arrived).
+    public func quarantined(includingResolved: Bool = false) throws(StoreError) -> [QuarantinedChange] {
         try read { db in
             try Row.fetchAll(
-                db, sql: "SELECT caseKey, origin, seq, sender, reason, receivedAt FROM quarantine ORDER BY id"
+                db,
+                sql: """
+                    SELECT id, caseKey, origin, seq, sender, reason, receivedAt, attempts, resolvedAt, sealRef
+                    FROM quarantine \(includingResolved ? "" : "WHERE resolvedAt IS NULL") ORDER BY id
+                    """
             ).map { row in
                 QuarantinedChange(
-                    caseID: row[0], origin: row[1], seq: UInt64(row[2] as Int64), sender: row[3], reason: row[4],
-                    receivedAtMillis: UInt64(row[5] as Int64))
+                    id: row[0], caseID: row[1], origin: row[2], seq: UInt64(clamping: row[3] as Int64), sender: row[4],
+                    reason: row[5], receivedAtMillis: UInt64(clamping: row[6] as Int64),
+                    attempts: row[7], resolvedAtMillis: (row[8] as Int64?).map { UInt64(clamping: $0) },
+                    canRetry: (row[9] as Int64?) != nil)
             }
         }
+    }
+
+    /// Forgets a quarantine entry (its change stays unapplied; a genuine copy arriving
+    /// later applies as usual).
+    ///
+    /// - Throws: ``StoreError`` `caseNotFound` when there is no entry with that ID.
+    public func dropQuarantined(id: Int64) throws(StoreError) {
+        let dropped = try write { db -> Int in
+            try db.execute(sql: "DELETE FROM quarantine WHERE id = ?", arguments: [id])
+            let count = db.changesCount
+            try db.execute(
+                sql:
+                    "DELETE FROM quarantineSeal WHERE id NOT IN (SELECT sealRef FROM quarantine WHERE sealRef IS NOT NULL)"
+            )
+            return count
+        }
+        guard dropped > 0 else {
+            throw StoreError(code: .caseNotFound, message: "no quarantine entry \(id); see 'casemesh quarantine --all'")
+        }
+    }
+
+    /// The certificates that came with quarantined changes whose signers this node
+    /// could not verify (to verify against the CA before ``retryQuarantined()``).
+    public func quarantinedSigners() throws(StoreError) -> [ReplicaID: [UInt8]] {
+        try read { db in
+            var found: [ReplicaID: [UInt8]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT replica, certificate FROM quarantineSigner") {
+                if let replica = try? ReplicaID(row[0] as String) { found[replica] = [UInt8](row[1] as Data) }
+            }
+            return found
+        }
+    }
+
+    /// Verifies the quarantined changes again that were refused for an unverified
+    /// signer (after its certificate was verified and trusted, see
+    /// ``trustSigner(_:publicKey:certificate:)``): what verifies now applies, the
+    /// rest stays quarantined with its reason brought up to date.
+    public func retryQuarantined() throws(StoreError) -> ApplyReport {
+        struct Kept: Sendable {
+            var change: Change
+            var body: [UInt8]
+            var seal: Int64
+            var leaf: Int
+            var sender: ReplicaID
+        }
+        let kept: [Kept]
+        var seals: [Int64: Seal] = [:]
+        (kept, seals) = try read { db in
+            var kept: [Kept] = []
+            var seals: [Int64: Seal] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT body, sealRef, leaf, sender FROM quarantine
+                    WHERE resolvedAt IS NULL AND sealRef IS NOT NULL ORDER BY id
+                    """)
+            {
+                guard let change = try? Change(decoding: [UInt8](row[0] as Data)),
+                    let sender = try? ReplicaID(row[3] as String)
+                else { continue }
+                kept.append(
+                    Kept(change: change, body: [UInt8](row[0] as Data), seal: row[1], leaf: row[2], sender: sender))
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT id, origin, number, signature, digests FROM quarantineSeal") {
+                guard let origin = try? ReplicaID(row[1] as String) else { continue }
+                let all = [UInt8](row[4] as Data)
+                var digests: [Int: [UInt8]] = [:]
+                for leaf in 0..<(all.count / Seal.digestLength) {
+                    digests[leaf] = Array(all[leaf * Seal.digestLength..<(leaf + 1) * Seal.digestLength])
+                }
+                seals[row[0]] = Seal(
+                    origin: origin, number: UInt64(clamping: row[2] as Int64), leafCount: digests.count,
+                    signature: [UInt8](row[3] as Data), digests: digests)
+            }
+            return (kept, seals)
+        }
+        var total = ApplyReport()
+        for (sender, group) in Dictionary(grouping: kept, by: \.sender) {
+            var order: [Int64] = []
+            var leaves: [SealLeaf?] = []
+            for item in group {
+                if !order.contains(item.seal) { order.append(item.seal) }
+                leaves.append(SealLeaf(seal: order.firstIndex(of: item.seal)!, leaf: item.leaf))
+            }
+            // Each seal goes with the digests of the leaves not retried here.
+            let batchSeals = order.map { ref -> Seal in
+                var seal = seals[ref]!
+                for item in group where item.seal == ref { seal.digests[item.leaf] = nil }
+                return seal
+            }
+            let report = try apply(
+                group.map { ($0.change, $0.body) },
+                authentication: BundleSeals(leaves: leaves, seals: batchSeals, sender: sender))
+            total.add(report)
+        }
+        return total
     }
 }
 
@@ -233,7 +345,7 @@ extension ApplySession {
     /// - Returns: for each change, its `seal.id` and leaf, or `nil` when quarantined.
     func authenticate(
         _ changes: [Change], bodies: [[UInt8]], leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID,
-        report: inout ApplyReport
+        certificates: [ReplicaID: [UInt8]] = [:], report: inout ApplyReport
     ) throws -> [(sealRef: Int64, leaf: Int)?] {
         var result: [(sealRef: Int64, leaf: Int)?] = Array(repeating: nil, count: changes.count)
         var reasons: [Int: String] = [:]
@@ -246,27 +358,32 @@ extension ApplySession {
             }
             members[leaf.seal].append(index)
         }
+        var keptSeals: [Int: Int64] = [:]
         for (number, seal) in seals.enumerated() where !members[number].isEmpty {
             let refusal = try check(seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves)
             if let refusal {
                 for index in members[number] { reasons[index] = refusal }
+                if refusal.hasPrefix(Self.unverifiedSigner) {
+                    // It may verify once the signer's certificate does: keep what that takes.
+                    keptSeals[number] = try keepSeal(
+                        seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves,
+                        certificate: certificates[seal.origin])
+                }
                 continue
             }
             let sealRef = try storeSeal(seal, members: members[number], changes: changes, leaves: leaves)
             for index in members[number] { result[index] = (sealRef, leaves[index]!.leaf) }
         }
         for (index, reason) in reasons.sorted(by: { $0.key < $1.key }) {
-            let change = changes[index]
-            try database.execute(
-                sql: """
-                    INSERT INTO quarantine (caseKey, origin, seq, sender, reason, receivedAt, body)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), sender.rawValue, reason,
-                    Int64(wallMillis), Data(bodies[index]),
-                ])
-            report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: "quarantined: \(reason)"))
+            try quarantine(changes[index], body: bodies[index], reason: reason, report: &report)
+            if let leaf = leaves.indices.contains(index) ? leaves[index] : nil, let kept = keptSeals[leaf.seal] {
+                try database.execute(
+                    sql: "UPDATE quarantine SET sealRef = ?, leaf = ? WHERE caseKey = ? AND origin = ? AND seq = ?",
+                    arguments: [
+                        kept, leaf.leaf, changes[index].caseID.rawValue, changes[index].origin.rawValue,
+                        Int64(clamping: changes[index].seq),
+                    ])
+            }
         }
         return result
     }
@@ -283,7 +400,7 @@ extension ApplySession {
                 database.cachedStatement(sql: "SELECT publicKey FROM signer WHERE replica = ?"),
                 arguments: [seal.origin.rawValue]),
             let key = try? P256.Signing.PublicKey(rawRepresentation: keyData)
-        else { return "no verified certificate for its signer \(seal.origin)" }
+        else { return "\(Self.unverifiedSigner) \(seal.origin)" }
         var digests: [[UInt8]?] = Array(repeating: nil, count: seal.leafCount)
         for (leaf, digest) in seal.digests {
             guard digests.indices.contains(leaf), digest.count == Seal.digestLength else { return "a malformed seal" }
@@ -302,6 +419,40 @@ extension ApplySession {
                 signature, for: Seal.message(origin: seal.origin, number: seal.number, leaves: complete))
         else { return "the signature of \(seal.origin)'s seal \(seal.number) does not match the changes" }
         return nil
+    }
+
+    static let unverifiedSigner = "no verified certificate for its signer"
+
+    /// Keeps a seal whose signer could not be verified, with every leaf's digest and
+    /// the certificate that came with it, for ``CaseStore/retryQuarantined()``.
+    private func keepSeal(
+        _ seal: Seal, members: [Int], changes: [Change], bodies: [[UInt8]], leaves: [SealLeaf?],
+        certificate: [UInt8]?
+    ) throws -> Int64? {
+        guard seal.leafCount > 0, seal.leafCount <= Seal.maximumLeaves else { return nil }
+        var digests = seal.digests
+        for index in members {
+            digests[leaves[index]!.leaf] =
+                (try? SealDigest.leaf(ofEncoded: bodies[index])) ?? SealDigest.leaf(of: changes[index])
+        }
+        guard (0..<seal.leafCount).allSatisfy({ digests[$0]?.count == Seal.digestLength }) else { return nil }
+        if let certificate, certificate.count <= 16_384 {
+            try database.execute(
+                sql: "INSERT OR REPLACE INTO quarantineSigner (replica, certificate) VALUES (?, ?)",
+                arguments: [seal.origin.rawValue, Data(certificate)])
+        }
+        try database.execute(
+            sql: """
+                INSERT INTO quarantineSeal (origin, number, signature, digests) VALUES (?, ?, ?, ?)
+                ON CONFLICT (origin, number) DO UPDATE SET signature = excluded.signature, digests = excluded.digests
+                """,
+            arguments: [
+                seal.origin.rawValue, Int64(clamping: seal.number), Data(seal.signature),
+                Data((0..<seal.leafCount).flatMap { digests[$0]! }),
+            ])
+        return try Int64.fetchOne(
+            database, sql: "SELECT id FROM quarantineSeal WHERE origin = ? AND number = ?",
+            arguments: [seal.origin.rawValue, Int64(clamping: seal.number)])
     }
 
     /// Stores a verified seal with all its digests (once), returning its `seal.id`.

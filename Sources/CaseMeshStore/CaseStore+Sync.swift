@@ -24,10 +24,14 @@ public struct LogPage: Hashable, Sendable {
 public struct PulledSeals: Sendable {
     public var leaves: [SealLeaf?]
     public var seals: [Seal]
+    /// The signers' certificates that came with the batch (kept with changes whose
+    /// signer could not be verified, so they can be verified again later).
+    public var certificates: [ReplicaID: [UInt8]]
 
-    public init(leaves: [SealLeaf?], seals: [Seal]) {
+    public init(leaves: [SealLeaf?], seals: [Seal], certificates: [ReplicaID: [UInt8]] = [:]) {
         self.leaves = leaves
         self.seals = seals
+        self.certificates = certificates
     }
 }
 
@@ -36,11 +40,15 @@ public struct BundleSeals: Sendable {
     public var leaves: [SealLeaf?]
     public var seals: [Seal]
     public var sender: ReplicaID
+    public var certificates: [ReplicaID: [UInt8]]
 
-    public init(leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID) {
+    public init(
+        leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID, certificates: [ReplicaID: [UInt8]] = [:]
+    ) {
         self.leaves = leaves
         self.seals = seals
         self.sender = sender
+        self.certificates = certificates
     }
 }
 
@@ -154,7 +162,7 @@ extension CaseStore {
             if let authentication {
                 located = try session.authenticate(
                     changes, bodies: bodies, leaves: authentication.leaves, seals: authentication.seals, sender: peer,
-                    report: &report)
+                    certificates: authentication.certificates, report: &report)
             }
             let dropped = try session.screenPurged(changes, institution: institution, report: &report)
             for index in order where !dropped.contains(index) {
@@ -418,14 +426,12 @@ struct LogPageReader {
                 removal.change.change.context.contains($0.change.dot)
             }
             // Only an institution the removal actually took out (entitled in what the
-            // removal had seen) learns of it; others learn nothing of the case.
-            // What it learns on the way out is what any participant may: general data.
+            // removal had seen) learns of it; others learn nothing of the case. What it
+            // learns is that it has no right to the case, and nothing else: the removal
+            // alone, as a departure notice (no history, no field it did not hold).
             if try wasEntitled(in: seen.map(\.change)) {
-                for item in seen + [removal.change] {
-                    if let allowed = restrict(item.change, to: [.general]) {
-                        departures.append((allowed, item.sealRef, item.leaf, item.caseRef))
-                    }
-                }
+                let item = removal.change
+                departures.append((CaseStore.departureNotice(item.change), item.sealRef, item.leaf, item.caseRef))
             }
         }
         return try sealedPage(departures + history + changes, nextCursor: next, isFinal: isFinal)
@@ -577,6 +583,26 @@ extension CaseStore {
             }
         }
         return restricted
+    }
+
+    /// A change as a departure notice: the operations on the fields the need-to-know
+    /// rule reads (``Entitlement/isRuleField(_:)``) as they are, every other operation
+    /// withheld as its digest, so the origin's seal still verifies and the departing
+    /// institution learns only that its right to the case ended.
+    public static func departureNotice(_ change: Change) -> Change {
+        var notice = change
+        for (index, op) in change.ops.enumerated() where !op.isWithheld && !Entitlement.isRuleField(op.field) {
+            notice.ops[index] = .withheld(op.field, digest: SealDigest.operation(op))
+        }
+        return notice
+    }
+
+    /// Whether a change is no more than a departure notice for `institution`: it
+    /// takes the institution out, and every operation it carries whole is on a field
+    /// the rule reads.
+    static func isDepartureNotice(_ change: Change, for institution: InstitutionID) -> Bool {
+        Entitlement.removes(institution, in: change)
+            && change.ops.allSatisfy { $0.isWithheld || Entitlement.isRuleField($0.field) }
     }
 
     /// The gate fields of a case (see ``Entitlement/isGate(_:)``), as checkpointed.

@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import CaseMeshModel
 import GRDB
 
 extension CaseStore {
@@ -8,10 +9,13 @@ extension CaseStore {
     /// - Parameters:
     ///   - ops: further writes to make in the opening change (each checked against the schema).
     ///   - generator: the source of the case ID's randomness.
+    ///   - record: the access-log entry of the person opening it, committed in the
+    ///     same transaction as the case (so no case exists without its entry).
     /// - Returns: the opening change.
     /// - Throws: ``StoreError`` `invalidWrite` when an operation does not fit the schema.
     public func openCase(
-        ops: [FieldOperation] = [], using generator: inout some RandomNumberGenerator
+        ops: [FieldOperation] = [], using generator: inout some RandomNumberGenerator,
+        recording record: AccessRecord? = nil
     ) throws(StoreError) -> Change {
         let caseID = CaseID.random(using: &generator)
         let institution = replicaID.institution.rawValue
@@ -19,8 +23,14 @@ extension CaseStore {
             .insert(FieldKey(entity: "case", field: "participants"), institution),
             .assign(FieldKey(entity: "case", field: "leadInstitution"), .string(institution)),
         ]
+        var lead = institution
+        for case .assign(let field, .string(let name)) in ops where field == Entitlement.lead { lead = name }
         let explicitLead = ops.contains { $0.field == FieldKey(entity: "case", field: "leadInstitution") }
-        return try commit(caseID: caseID, ops: (explicitLead ? [opening[0]] : opening) + ops, isNewCase: true)
+        let access = try record.map { record throws(StoreError) in
+            try accessLogWrites(for: [caseID], record, leads: [caseID: lead])
+        }
+        return try commit(
+            caseID: caseID, ops: (explicitLead ? [opening[0]] : opening) + ops, isNewCase: true, access: access ?? [])
     }
 
     /// Makes one local change to an existing case: all of `ops` or none of them.
@@ -28,17 +38,30 @@ extension CaseStore {
     /// Register writes supersede every value this replica holds for the field, so a
     /// write to a conflicted register resolves the conflict.
     ///
+    /// - Parameter record: the access-log entry of the person writing, committed in
+    ///   the same transaction as the change (an edit never lands without its entry).
     /// - Returns: the committed change, durable when this returns.
-    /// - Throws: ``StoreError`` `caseNotFound` or `invalidWrite`.
+    /// - Throws: ``StoreError`` `caseNotFound`, `withdrawn` (with a `record`: this
+    ///   institution's right to the case has ended) or `invalidWrite`.
     @discardableResult
-    public func write(caseID: CaseID, ops: [FieldOperation]) throws(StoreError) -> Change {
-        try commit(caseID: caseID, ops: ops, isNewCase: false)
+    public func write(caseID: CaseID, ops: [FieldOperation], recording record: AccessRecord? = nil) throws(StoreError)
+        -> Change
+    {
+        // A person (a write with its access entry) may not edit a case withdrawn from
+        // their institution; the system's own writes (and a simulation's) are not asked.
+        if record != nil { try requireEntitled(caseID) }
+        let access = try record.map { record throws(StoreError) in try accessLogWrites(for: [caseID], record) }
+        return try commit(caseID: caseID, ops: ops, isNewCase: false, access: access ?? [])
     }
 
-    private func commit(caseID: CaseID, ops: [FieldOperation], isNewCase: Bool) throws(StoreError) -> Change {
+    private func commit(
+        caseID: CaseID, ops: [FieldOperation], isNewCase: Bool, access: [AccessLogWrite]
+    ) throws(StoreError) -> Change {
         let replicaID = replicaID
         return try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
-            try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: isNewCase)
+            let change = try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: isNewCase)
+            try Self.commit(access, in: session)
+            return change
         }
     }
 
@@ -72,7 +95,8 @@ extension CaseStore {
                 var report = ApplyReport()
                 let located = try session.authenticate(
                     all.map(\.change), bodies: all.map(\.body), leaves: authentication.leaves,
-                    seals: authentication.seals, sender: authentication.sender, report: &report)
+                    seals: authentication.seals, sender: authentication.sender,
+                    certificates: authentication.certificates, report: &report)
                 return (located, report)
             }
         }

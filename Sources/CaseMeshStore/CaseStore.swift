@@ -164,6 +164,7 @@ public struct CaseStore: Sendable {
                     let session = try ApplySession(
                         db: db, schema: schema, wallMillis: wallMillis, maximumDriftMillis: drift, cache: cache)
                     defer { session.close() }
+                    session.receiver = self.replicaID
                     let result = try body(session)
                     try session.flush(checkpoint: checkpoint)
                     return result

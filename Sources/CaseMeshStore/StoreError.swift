@@ -15,6 +15,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         public static let alreadyInitialized = Code("alreadyInitialized")
         /// No case with that ID is held here.
         public static let caseNotFound = Code("caseNotFound")
+        /// This institution's right to the case has ended; it is kept only until its
+        /// own edits have gone out, and shown to nobody.
+        public static let withdrawn = Code("withdrawn")
         /// A write was refused (schema, identifiers, clock).
         public static let invalidWrite = Code("invalidWrite")
         /// The store or a bundle follows another schema version.

@@ -162,6 +162,8 @@ public struct SyncSession: Sendable {
         case (.done, .pull(let pull)):
             guard case .idle = server else { return fail(.protocolViolation("pull while a pull is being served")) }
             let start = pull.logIdentity == local.logIdentity ? max(1, pull.cursor) : 1
+            // The peer holds (durably) what it may receive of this log before its cursor.
+            summary.peerHolds = max(summary.peerHolds, start)
             server = .serving(next: start, loading: true, inFlight: 0, sentFinal: false)
             return [.loadPage(cursor: start)]
         case (.done, .batch(let batch)):
@@ -268,6 +270,9 @@ public struct SyncSession: Sendable {
             return fail(.protocolViolation("ack for nothing sent"))
         }
         let remaining = inFlight - 1
+        // An ack says the peer applied everything before its cursor durably; a cursor
+        // beyond what was sent is the peer's mistake, and claims nothing here.
+        if ack.cursor <= next { summary.peerHolds = max(summary.peerHolds, ack.cursor) }
         if sentFinal && remaining == 0 {
             server = .finished
             return finishIfComplete()
@@ -288,6 +293,10 @@ public struct SyncSession: Sendable {
     }
 
     /// The connection broke or timed out.
+    /// Whether the session has ended (finished or failed): the driver stops then,
+    /// whatever is left unsent.
+    public var hasEnded: Bool { ended }
+
     public mutating func connectionLost(_ reason: String) -> [Action] {
         guard !ended else { return [] }
         ended = true
@@ -315,6 +324,9 @@ public struct SyncSummary: Hashable, Sendable {
     public var changesApplied = 0
     public var batchesSent = 0
     public var changesSent = 0
+    /// How far the peer is known to hold this node's log (an arrival number: it has
+    /// applied what it may receive of everything before it); 0 when unknown.
+    public var peerHolds: UInt64 = 0
 
     public init() {}
 }

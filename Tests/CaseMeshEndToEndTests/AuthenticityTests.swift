@@ -150,11 +150,60 @@ import Testing
         let forged = try Binary.run(["changes", "import", root + "/altered.cmb"] + dong + verify)
         #expect(forged.status != 0 && forged.stderr.contains("signature"), "\(forged.stderr)")
         #expect(try NetworkTests.show(root + "/dong", caseID) == nil, "nothing of the altered seal applied")
+        // One entry per change: the altered one now says why it was refused this time.
         let quarantine = try Binary.ok(["quarantine", "--json"] + dong)
-        #expect(quarantine.contains("not signed by its origin") && quarantine.contains("signature"))
+        #expect(quarantine.contains("signature"))
+        let entries = try JSONSerialization.jsonObject(with: Data(quarantine.utf8)) as? [[String: Any]] ?? []
+        let dots = entries.map { "\($0["case"] ?? "") \($0["origin"] ?? "") \($0["seq"] ?? "")" }
+        #expect(Set(dots).count == dots.count, "no change listed twice: \(dots)")
 
-        // The genuine sealed bundle applies.
+        // The genuine sealed bundle applies, and resolves every entry.
         try Binary.ok(["changes", "import", root + "/sealed.cmb"] + dong + verify)
         #expect(try NetworkTests.show(root + "/dong", caseID)?.contains("\"high\"") == true)
+        #expect(try Binary.ok(["quarantine", "--json"] + dong) == "[]")
+        let all = try Binary.ok(["quarantine", "--all", "--json"] + dong)
+        #expect(all.contains("\"resolved\":\"") && !all.contains("\"resolved\":null"), "\(all)")
+    }
+
+    @Test func aBundleFromAnUnknownSignerWaitsForTheCAAndARetryAppliesIt() throws {
+        let root = Binary.temporaryDirectory("quarantine-retry")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let laptop = ["--data", root + "/laptop"]
+        let dong = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
+        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
+        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
+        try Binary.ok(["case", "share", caseID, "dong.office"] + laptop)
+        try Binary.ok(["changes", "export", "--out", root + "/sealed.cmb"] + laptop + laptopTLS)
+
+        // No --ca: the signer is new here, so its changes wait, and the tool says why.
+        var counts: [Int] = []
+        var entries: [[String: Any]] = []
+        for _ in 0..<2 {
+            let first = try Binary.run(["changes", "import", root + "/sealed.cmb"] + dong)
+            #expect(first.status != 0 && first.stderr.contains("pass --ca"), "\(first.stderr)")
+            let kept = try Binary.ok(["quarantine", "--json"] + dong)
+            entries = try JSONSerialization.jsonObject(with: Data(kept.utf8)) as? [[String: Any]] ?? []
+            counts.append(entries.count)
+        }
+        #expect(counts[0] > 0 && counts[0] == counts[1], "one entry per change, imported twice: \(counts)")
+        #expect(entries.allSatisfy { $0["retryable"] as? Bool == true && $0["attempts"] as? Int == 2 })
+
+        // A retry with the consortium CA verifies the signer and applies them.
+        let retried = try Binary.ok(
+            ["quarantine", "retry", "--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
+                + dong)
+        #expect(retried.contains("still quarantined") && retried.contains("0 still"), "\(retried)")
+        #expect(try NetworkTests.show(root + "/dong", caseID)?.contains("\"high\"") == true)
+        #expect(try Binary.ok(["quarantine"] + dong) == "nothing quarantined")
+
+        // An entry can be dropped by its ID; an unknown ID is refused.
+        let unknown = try Binary.run(["quarantine", "drop", "999"] + dong)
+        #expect(unknown.status != 0 && unknown.stderr.contains("no quarantine entry 999"))
+        let id = try #require(entries.first?["id"] as? Int)
+        try Binary.ok(["quarantine", "drop", "\(id)"] + dong)
+        #expect(!(try Binary.ok(["quarantine", "--all", "--json"] + dong)).contains("\"id\":\(id),"))
     }
 }

@@ -67,8 +67,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let bundle = root + "/week-offline.cmb"
         let authority = try TestAuthority(in: root)
+        // Shared with the importing institution (a node purges what it may not hold).
         let total = try Self.writeBundle(
-            cases: 60, perCase: 100, to: bundle, tls: try authority.issue(Self.origin.rawValue))
+            cases: 60, perCase: 100, to: bundle, tls: try authority.issue(Self.origin.rawValue),
+            participants: ["dong.office"])
         let directory = root + "/replica"
         let verify = ["--ca", authority.directory + "/ca.pem"]
         let data = ["--data", directory]

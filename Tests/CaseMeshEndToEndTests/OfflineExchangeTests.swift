@@ -86,6 +86,9 @@ import Testing
         let sealA = Array(try authority.issue("dong.office/server").prefix(6))
         let verify = ["--ca", authority.directory + "/ca.pem"]
         let caseID = try Binary.ok(["case", "open"] + a)
+        // Shared with the receiving institution: a node purges a case its institution
+        // may not hold, from a bundle as from a sync.
+        try Binary.ok(["case", "share", caseID, "senior.centre"] + a)
         try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + a + sealA)
         try Binary.ok(["case", "set", caseID, "stage", "assessment"] + a)
         try Binary.ok(["case", "add", caseID, "tags", "isolation"] + a)

@@ -77,8 +77,9 @@ extension CaseCommand {
                 ops.insert(.assign(FieldKey(entity: "case", field: name), .string(value)), at: 0)
             }
             var generator = SystemRandomNumberGenerator()
-            let change = try CLIError.wrap { try store.openCase(ops: ops, using: &generator) }
-            try access.record(store, change.caseID, .open, via: "case open")
+            let change = try CLIError.wrap {
+                try store.openCase(ops: ops, using: &generator, recording: access.entry(.open, via: "case open"))
+            }
             if output.json {
                 emit(JSONValue.object(["case": .string(change.caseID.rawValue)]).text)
             } else {
@@ -101,8 +102,11 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.assign(field, value, schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -121,8 +125,11 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(.insert(FieldInput.key(field), element), schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -140,8 +147,11 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(.remove(FieldInput.key(field), element), schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -191,8 +201,11 @@ extension CaseCommand {
                 basis: basis, categories: categories, purposes: purposes.split(separator: ",").map(String.init),
                 validUntil: until, subject: subject, grantor: grantor)
             let ops = try grant.ops().map { try FieldInput.checked($0, schema: store.schema) }
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: ops) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: ops,
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -220,8 +233,11 @@ extension CaseCommand {
                 recipients: [])
             let op = try FieldInput.checked(
                 grant.withdrawal(from: try CLIError.wrap { try InstitutionID(institution) }), schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -251,8 +267,11 @@ extension CaseCommand {
             let op = try FieldInput.checked(
                 .assign(FieldKey(entity: "person", instance: person, field: "rrnHash"), .string(hash)),
                 schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -311,8 +330,11 @@ extension CaseCommand {
             let store = try store.openStore()
             let op = try FieldInput.checked(
                 .append(FieldKey(entity: "case", field: "notes"), text), schema: store.schema)
-            let change = try CLIError.wrap { try store.write(caseID: FieldInput.caseID(caseID), ops: [op]) }
-            try access.record(store, change.caseID, .write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                try store.write(
+                    caseID: FieldInput.caseID(caseID), ops: [op],
+                    recording: access.entry(.write, via: "case \(Self._commandName)"))
+            }
             report(change, output: output)
         }
     }
@@ -327,8 +349,9 @@ extension CaseCommand {
 
         func run() throws {
             let store = try store.openStore()
-            let snapshot = try CLIError.wrap { try store.snapshot(of: FieldInput.caseID(caseID)) }
-            try access.record(store, snapshot.caseID, .read, via: "case show")
+            let snapshot = try CLIError.wrap {
+                try store.read(FieldInput.caseID(caseID), recording: access.entry(.read, via: "case show"))
+            }
             emit(
                 output.json
                     ? CaseRendering.json(snapshot, schema: store.schema).text
@@ -345,7 +368,11 @@ extension CaseCommand {
 
         func run() throws {
             let store = try store.openStore()
-            let summaries = try CLIError.wrap { try store.caseSummaries() }
+            // A case withdrawn from this institution is not listed, though it is held
+            // until its own edits have gone out.
+            let summaries = try CLIError.wrap {
+                try store.caseSummaries().filter { try store.withdrawal(of: $0.caseID) == nil }
+            }
             try access.record(store, summaries.map(\.caseID), .read, via: "case list")
             if output.json {
                 emit(

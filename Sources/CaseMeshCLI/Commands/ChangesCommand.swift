@@ -50,8 +50,21 @@ extension ChangesCommand {
             } catch {
                 throw CLIError(message: "cannot write \(out): \(error.localizedDescription)")
             }
+            // The bundle carries this node's changes as far as the log reached: a case
+            // withdrawn from this institution may be purged once its edits are in one.
+            try CLIError.wrap {
+                try store.recordDelivery(
+                    to: "bundle:\(institution?.rawValue ?? "*")", institution: institution?.rawValue ?? "*",
+                    throughArrival: page.nextCursor)
+            }
             let exported = Set(changes.compactMap { try? Change(decoding: $0).caseID })
             try access.record(store, exported.sorted(), .export, via: "changes export")
+            // A case withdrawn from this institution whose own edits this bundle carries
+            // out may go now.
+            let purged = try CLIError.wrap { try store.purgeUnentitledCases() }
+            if !output.json {
+                for item in purged { emit("purged \(item.caseID): \(item.reason)") }
+            }
             if output.json {
                 emit(
                     JSONValue.object([
@@ -124,7 +137,8 @@ extension ChangesCommand {
             let report = try CLIError.wrap {
                 try store.apply(
                     decoded, batchSize: batch,
-                    authentication: BundleSeals(leaves: leaves, seals: bundle.seals, sender: bundle.source)
+                    authentication: BundleSeals(
+                        leaves: leaves, seals: bundle.seals, sender: bundle.source, certificates: bundle.certificates)
                 ) { soFar in
                     guard progress else { return }
                     if output.json {
@@ -141,7 +155,13 @@ extension ChangesCommand {
                     }
                 }
             }
-            let reasons = refusedSigners + undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
+            var reasons = refusedSigners + undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
+            if ca == nil, reasons.contains(where: { $0.contains("no verified certificate") }) {
+                // The usual cause: the signers are new here and no CA was named.
+                reasons[0] +=
+                    " (pass --ca with the consortium CA to verify signers new to this node, then "
+                    + "'casemesh quarantine retry --ca' for what was kept aside)"
+            }
             if output.json {
                 var json = CaseRendering.json(report)
                 if case .object(var members) = json {
@@ -154,6 +174,11 @@ extension ChangesCommand {
                     "imported \(bundle.changes.count) changes from \(bundle.source): \(report.applied) applied, "
                         + "\(report.duplicates) already held, \(report.deferred) waiting for earlier changes, "
                         + "\(reasons.count) refused")
+            }
+            // A bundle may carry the end of this institution's right to a case.
+            let purged = try CLIError.wrap { try store.purgeUnentitledCases() }
+            if !output.json {
+                for item in purged { emit("purged \(item.caseID): \(item.reason)") }
             }
             if let first = reasons.first {
                 throw CLIError(message: "refused \(reasons.count) of \(bundle.changes.count) changes: \(first)")

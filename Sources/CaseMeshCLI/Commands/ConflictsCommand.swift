@@ -12,7 +12,9 @@ struct ConflictsCommand: ParsableCommand {
 
     func run() throws {
         let store = try store.openStore()
-        let conflicts = try CLIError.wrap { try store.openConflicts() }
+        let conflicts = try CLIError.wrap {
+            try store.openConflicts().filter { try store.withdrawal(of: $0.caseID) == nil }
+        }
         try access.record(store, Array(Set(conflicts.map(\.caseID))).sorted(), .read, via: "conflicts")
         if output.json {
             emit(JSONValue.array(conflicts.map(CaseRendering.json)).text)
@@ -47,8 +49,9 @@ struct ResolveCommand: ParsableCommand {
         guard open.contains(where: { $0.caseID == caseID && $0.field == op.field }) else {
             throw CLIError(message: "no open conflict on \(op.field) in \(caseID)")
         }
-        let change = try CLIError.wrap { try store.write(caseID: caseID, ops: [op]) }
-        try access.record(store, caseID, .write, via: "resolve")
+        let change = try CLIError.wrap {
+            try store.write(caseID: caseID, ops: [op], recording: access.entry(.write, via: "resolve"))
+        }
         report(change, output: output)
     }
 }

@@ -105,9 +105,10 @@ struct SyncCommand: AsyncParsableCommand {
                 )
             }
         }
-        // What the round brought may end this institution's entitlement to cases; purged
-        // only when every peer synced, so this node's own edits have gone out first.
-        let purged = failures.isEmpty ? await service.enforceNeedToKnow() : []
+        // What the round brought may end this institution's entitlement to cases; a case
+        // is purged once this node's own edits of it have reached an entitled peer.
+        await service.enforceNeedToKnow()
+        let purged = await service.purgedCases
         if output.json {
             emit(JSONValue.array(results).text)
         } else {

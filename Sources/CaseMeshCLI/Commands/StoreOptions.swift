@@ -27,7 +27,13 @@ struct AccessOptions: ParsableArguments {
     @Option(help: "Why, for the access log.")
     var purpose = "case-management"
 
-    /// Records an access to a case in its access log (PIPA §29, §35).
+    /// The access-log entry of this command (PIPA §29, §35; 안전성 확보조치 기준 §8).
+    func entry(_ action: AccessAction, via command: String) -> AccessRecord {
+        AccessRecord(
+            action: action, actor: actor ?? Self.operatingSystemAccount, purpose: purpose, via: "casemesh " + command)
+    }
+
+    /// Records an access to a case in its access log.
     func record(_ store: CaseStore, _ caseID: CaseID, _ action: AccessAction, via command: String) throws {
         try record(store, [caseID], action, via: command)
     }
@@ -35,11 +41,16 @@ struct AccessOptions: ParsableArguments {
     /// Records the same access to several cases, in one transaction.
     func record(_ store: CaseStore, _ caseIDs: [CaseID], _ action: AccessAction, via command: String) throws {
         guard !caseIDs.isEmpty else { return }
-        let actor = actor ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown"
-        try CLIError.wrap {
-            try store.recordAccess(
-                to: caseIDs, AccessRecord(action: action, actor: actor, purpose: purpose, via: "casemesh " + command))
+        try CLIError.wrap { try store.recordAccess(to: caseIDs, entry(action, via: command)) }
+    }
+
+    /// The account running the tool: the operating system's, not `$USER`, which is
+    /// unset under systemd and in containers (and which anyone can set).
+    static var operatingSystemAccount: String {
+        if let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name {
+            return String(cString: name)
         }
+        return "uid \(geteuid())"
     }
 }
 

@@ -7,7 +7,7 @@ import CaseMeshStore
 struct CLIError: Error, CustomStringConvertible {
     var message: String
 
-    var description: String { message }
+    var description: String { Terminal.safe(message) }
 
     /// Runs `body`, turning the errors of the lower layers into one-line messages.
     static func wrap<T>(_ body: () throws -> T) throws -> T {

@@ -63,6 +63,6 @@ indirect enum JSONValue: Equatable {
 
 /// Prints a line and flushes, so a parent process reading a pipe sees it at once.
 func emit(_ line: String) {
-    print(line)
+    print(Terminal.safe(line))
     fflush(nil)
 }

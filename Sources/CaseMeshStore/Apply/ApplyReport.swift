@@ -32,6 +32,9 @@ public struct ApplyReport: Hashable, Sendable {
     /// Purged cases that a received change brought this institution back to: their
     /// history is applied again.
     public var restored: [CaseID] = []
+    /// Departure notices received: changes that ended this institution's right to a
+    /// case, acted on without their history (a case not held here is left alone).
+    public var departures = 0
 
     public init() {}
 
@@ -44,5 +47,6 @@ public struct ApplyReport: Hashable, Sendable {
         appliedOperations += other.appliedOperations
         droppedPurged += other.droppedPurged
         restored += other.restored
+        departures += other.departures
     }
 }

@@ -29,6 +29,8 @@ final class ApplySession {
     private var deferredAny = false
     /// The peer (or bundle source) the changes being received came from.
     var sender: ReplicaID?
+    /// The replica receiving (whose institution's departure notices matter here).
+    var receiver: ReplicaID?
     private var institutionNames: [ReplicaID: String] = [:]
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
@@ -196,8 +198,16 @@ final class ApplySession {
         guard let caseRef = try caseRef(caseID, create: isNewCase) else {
             throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica")
         }
-        if try tombstone(caseRef) != nil {
-            throw StoreError(code: .caseNotFound, message: "case \(caseID) was purged from this replica")
+        if let tombstone = try tombstone(caseRef) {
+            // A case this node held without ever writing to it, started again by this
+            // node (an access log it now writes its first entry to): it holds nothing of
+            // the old one, so its first change starts afresh; peers send the history
+            // when the change makes this institution a participant.
+            guard isNewCase, tombstone.version[origin] == 0 else {
+                throw StoreError(code: .caseNotFound, message: "case \(caseID) was purged from this replica")
+            }
+            try db.execute(sql: "DELETE FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef])
+            cache.versions[caseRef] = VersionVector()
         }
         let context = try version(ofCase: caseRef)
         let change = Change(
@@ -329,16 +339,46 @@ final class ApplySession {
 
     /// Refuses a change whose origin may not write it: reported and quarantined.
     private func refuseWriter(_ change: Change, body: [UInt8], reason: String, report: inout ApplyReport) throws {
+        try quarantine(change, body: body, reason: reason, report: &report)
+    }
+
+    /// Keeps a refused change aside, one entry per change (case, origin, seq): a
+    /// change refused again refreshes its entry (the latest reason and sender, one
+    /// more attempt), and an entry whose change is already held is resolved at once.
+    func quarantine(_ change: Change, body: [UInt8], reason: String, report: inout ApplyReport) throws {
+        let caseRef = try caseRef(change.caseID, create: false)
+        let held = try caseRef.map { try version(ofCase: $0).contains(change.dot) } ?? false
         try db.cachedStatement(
             sql: """
-                INSERT INTO quarantine (caseKey, origin, seq, sender, reason, receivedAt, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO quarantine (caseKey, origin, seq, sender, reason, receivedAt, body, resolvedAt)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (caseKey, origin, seq) DO UPDATE SET sender = excluded.sender, reason = excluded.reason,
+                receivedAt = excluded.receivedAt, body = excluded.body, resolvedAt = excluded.resolvedAt,
+                attempts = quarantine.attempts + 1
                 """
         ).execute(arguments: [
-            change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), sender?.rawValue ?? "", reason,
-            Int64(wallMillis), Data(body),
+            change.caseID.rawValue, change.origin.rawValue, Int64(clamping: change.seq), sender?.rawValue ?? "",
+            reason, Int64(clamping: wallMillis), Data(body), held ? Int64(clamping: wallMillis) : nil,
         ])
+        cache.openQuarantine = nil
         report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: "quarantined: \(reason)"))
+    }
+
+    /// Marks the quarantine entry of a change resolved: the genuine change applied.
+    /// One cheap check per session when nothing is quarantined (the common case).
+    private func resolveQuarantine(of change: Change) throws {
+        if cache.openQuarantine == nil {
+            cache.openQuarantine =
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM quarantine WHERE resolvedAt IS NULL)") ?? false
+        }
+        guard cache.openQuarantine == true else { return }
+        try db.cachedStatement(
+            sql: """
+                UPDATE quarantine SET resolvedAt = ? WHERE caseKey = ? AND origin = ? AND seq = ? AND resolvedAt IS NULL
+                """
+        ).execute(arguments: [
+            Int64(clamping: wallMillis), change.caseID.rawValue, change.origin.rawValue, Int64(clamping: change.seq),
+        ])
     }
 
     // MARK: Received changes
@@ -367,7 +407,29 @@ final class ApplySession {
             report.duplicates += 1
             return
         }
-        guard held[change.origin] == change.seq - 1, held.includes(change.context) else {
+        let ready = held[change.origin] == change.seq - 1 && held.includes(change.context)
+        if !ready, let institution = receiver?.institution, Entitlement.removes(institution, in: change) {
+            // The change that ended this institution's right to the case, without what
+            // it had seen: acted on without merging (CaseStore+Purge.swift).
+            let notice = CaseStore.isDepartureNotice(change, for: institution)
+            let heldHere = try existing.map { try tombstone($0) == nil } ?? false
+            if !heldHere {
+                // Nothing of the case is held here: nothing to purge, nothing to keep.
+                if notice {
+                    report.departures += 1
+                    return
+                }
+            } else if try writerRefusal(change, caseRef: existing) == nil {
+                try db.cachedStatement(
+                    sql: "INSERT OR IGNORE INTO departureNotice (caseKey, origin, seq, body) VALUES (?, ?, ?, ?)"
+                ).execute(arguments: [change.caseID.rawValue, change.origin.rawValue, Int64(change.seq), Data(body)])
+                report.departures += 1
+                // Withheld operations: it can never be merged, so it waits nowhere else;
+                // a whole change waits for its history too, and applies if that comes.
+                if change.ops.contains(where: \.isWithheld) { return }
+            }
+        }
+        guard ready else {
             try db.cachedStatement(
                 sql: """
                     INSERT OR IGNORE INTO pendingChange (caseKey, origin, seq, body, sealRef, leaf)
@@ -455,6 +517,7 @@ final class ApplySession {
             ).execute(arguments: [caseRef, institution, try replicaRef(change.origin), Int64(change.seq)])
             if cache.grants[caseRef] != nil { cache.grants[caseRef]![institution, default: []].append(change.dot) }
         }
+        try resolveQuarantine(of: change)
         try segment.append(
             caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body, sealRef: sealRef, leaf: leaf)
         if segment.isFull { try writeSegment() }

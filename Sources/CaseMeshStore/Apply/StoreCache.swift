@@ -39,6 +39,8 @@ final class StoreCache: @unchecked Sendable {
     var acceptedWriters: Set<StateKey> = []
     /// Access-log companion case IDs of the cases held, to their cases.
     var companions: [CaseID: Int64]?
+    /// Whether any quarantine entry is unresolved (`nil`: not looked up yet).
+    var openQuarantine: Bool?
 
     let dirtyCapacity: Int
 
@@ -75,6 +77,7 @@ final class StoreCache: @unchecked Sendable {
         grants.removeAll()
         acceptedWriters.removeAll()
         companions = nil
+        openQuarantine = nil
     }
 
     /// Keeps the cache within its bound (caller holds the lock). Dirty entries are

@@ -13,6 +13,9 @@ enum Migrations {
         migrator.registerMigration("0002-consent-and-purge") { db in
             try db.execute(sql: String(decoding: PackageResources._002_consent_and_purge_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0003-departures-and-deliveries") { db in
+            try db.execute(sql: String(decoding: PackageResources._003_departures_and_deliveries_sql, as: UTF8.self))
+        }
         return migrator
     }
 }

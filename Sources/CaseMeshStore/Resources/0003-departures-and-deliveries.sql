@@ -1,0 +1,1 @@
+../../../schema/migrations/0003-departures-and-deliveries.sql
