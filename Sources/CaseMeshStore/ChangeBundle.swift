@@ -99,7 +99,7 @@ public struct ChangeBundle: Sendable {
                         "the bundle follows case schema version \(schemaVersion), this replica version \(expectedSchemaVersion)"
                 )
             }
-            createdAtMillis = try reader.readVarint()
+            createdAtMillis = try reader.readNumber("creation time")
             source = try ReplicaID(reader.readString())
             let recipientText = try reader.readString()
             recipient = recipientText.isEmpty ? nil : try InstitutionID(recipientText)

@@ -138,9 +138,10 @@ public struct CompactChangeDecoder: Sendable {
     public mutating func decode(from reader: inout BinaryReader) throws(CRDTError) -> Change {
         let caseID = try readCaseID(&reader)
         let origin = try readReplica(&reader)
-        let seq = try reader.readVarint()
+        let seq = try reader.readNumber("sequence number")
         let delta = try reader.readSignedVarint()
         let physical = lastPhysical &+ UInt64(bitPattern: delta)
+        guard physical <= BinaryReader.maximumNumber else { throw reader.failure("timestamp \(physical) out of range") }
         lastPhysical = physical
         let logical = try reader.readVarint()
         guard logical <= UInt64(UInt32.max) else { throw reader.failure("logical clock exceeds 32 bits") }
@@ -148,7 +149,7 @@ public struct CompactChangeDecoder: Sendable {
         var previous: ReplicaID?
         for _ in 0..<(try reader.readCount(limit: 100_000, "context size")) {
             let replica = try readReplica(&reader)
-            let entrySeq = try reader.readVarint()
+            let entrySeq = try reader.readNumber("context sequence number")
             guard previous.map({ $0 < replica }) ?? true, entrySeq > 0 else {
                 throw reader.failure("context entries must be sorted, unique and positive")
             }
@@ -178,7 +179,7 @@ public struct CompactChangeDecoder: Sendable {
             case 4: ops.append(.append(field, try reader.readString()))
             case 5:
                 let targetOrigin = try readReplica(&reader)
-                let targetSeq = try reader.readVarint()
+                let targetSeq = try reader.readNumber("sequence number")
                 let index = try reader.readCount(limit: Change.maximumOperations, "log entry index")
                 guard targetSeq > 0 else { throw reader.failure("sequence number 0") }
                 ops.append(

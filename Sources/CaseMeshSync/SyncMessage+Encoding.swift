@@ -83,10 +83,10 @@ extension SyncMessage {
                     logIdentity: logIdentity))
         case .pull:
             let logIdentity = try Self.readLogIdentity(&reader)
-            self = .pull(Pull(logIdentity: logIdentity, cursor: try reader.readVarint()))
+            self = .pull(Pull(logIdentity: logIdentity, cursor: try reader.readNumber("pull cursor")))
         case .batch:
             let logIdentity = try Self.readLogIdentity(&reader)
-            let nextCursor = try reader.readVarint()
+            let nextCursor = try reader.readNumber("next cursor")
             let finalByte = try reader.readByte()
             guard finalByte <= 1 else { throw reader.failure("final flag \(finalByte)") }
             let count = try reader.readCount(limit: 1 << 20, "change count")
@@ -115,7 +115,7 @@ extension SyncMessage {
                     logIdentity: logIdentity, changes: changes, nextCursor: nextCursor, isFinal: finalByte == 1,
                     leaves: leaves, seals: seals, certificates: certificates))
         case .ack:
-            self = .ack(Ack(cursor: try reader.readVarint()))
+            self = .ack(Ack(cursor: try reader.readNumber("ack cursor")))
         case .done:
             self = .done
         case .refusal:

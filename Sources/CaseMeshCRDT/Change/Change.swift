@@ -37,6 +37,9 @@ public struct Change: Hashable, Sendable {
             CRDTError(code: .invalidChange, message: "change \(caseID) \(dot): \(reason)")
         }
         guard seq >= 1 else { throw fail("sequence numbers start at 1") }
+        guard seq <= BinaryReader.maximumNumber, hlc.physical <= BinaryReader.maximumNumber else {
+            throw fail("sequence number or timestamp out of range")
+        }
         guard context[origin] == seq - 1 else {
             throw fail("context holds \(context[origin]) changes of its own origin, expected \(seq - 1)")
         }

@@ -78,7 +78,7 @@ extension Seal {
     /// - Throws: ``CRDTError`` for anything malformed.
     public init(from reader: inout BinaryReader) throws(CRDTError) {
         let origin = try ReplicaID(reader.readString())
-        let number = try reader.readVarint()
+        let number = try reader.readNumber("seal number")
         let leafCount = try reader.readCount(limit: Seal.maximumLeaves, "seal size")
         let signature = try reader.readBlob()
         guard signature.count <= 128 else { throw reader.failure("a signature of \(signature.count) bytes") }

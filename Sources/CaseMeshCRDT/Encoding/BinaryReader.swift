@@ -44,6 +44,19 @@ public struct BinaryReader: ~Copyable {
         }
     }
 
+    /// The largest number that may come from outside as a sequence number, a cursor,
+    /// a seal number or a time: what SQLite's signed 64-bit integers hold.
+    public static let maximumNumber = UInt64(Int64.max)
+
+    /// Reads a varint that must not exceed ``maximumNumber`` (or `limit`): every
+    /// number from outside that is stored or converted to a signed integer is
+    /// range-checked here, where it is decoded, so no conversion later can trap.
+    public mutating func readNumber(_ what: String, limit: UInt64 = maximumNumber) throws(CRDTError) -> UInt64 {
+        let value = try readVarint()
+        guard value <= limit else { throw failure("\(what) \(value) exceeds the limit of \(limit)") }
+        return value
+    }
+
     public mutating func readSignedVarint() throws(CRDTError) -> Int64 {
         let raw = try readVarint()
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))

@@ -83,8 +83,8 @@ extension Change {
     }
 
     private init(caseID: CaseID, origin: ReplicaID, restFrom reader: inout BinaryReader) throws(CRDTError) {
-        let seq = try reader.readVarint()
-        let physical = try reader.readVarint()
+        let seq = try reader.readNumber("sequence number")
+        let physical = try reader.readNumber("timestamp")
         let logicalRaw = try reader.readVarint()
         guard logicalRaw <= UInt64(UInt32.max) else { throw reader.failure("logical clock exceeds 32 bits") }
         let contextCount = try reader.readCount(limit: 100_000, "context size")
@@ -92,7 +92,7 @@ extension Change {
         var previous: ReplicaID?
         for _ in 0..<contextCount {
             let replica = try ReplicaID(reader.readString())
-            let entrySeq = try reader.readVarint()
+            let entrySeq = try reader.readNumber("context sequence number")
             guard previous.map({ $0 < replica }) ?? true, entrySeq > 0 else {
                 throw reader.failure("context entries must be sorted, unique and positive")
             }
@@ -202,7 +202,7 @@ extension Dot {
 
     init(from reader: inout BinaryReader, coder: some ReplicaCoder = ReplicaNameCoder()) throws(CRDTError) {
         let origin = try coder.read(from: &reader)
-        let seq = try reader.readVarint()
+        let seq = try reader.readNumber("sequence number")
         guard seq > 0 else { throw reader.failure("sequence number 0") }
         self.init(origin: origin, seq: seq)
     }

@@ -1,0 +1,75 @@
+import CaseMeshCRDT
+import CaseMeshNode
+import CaseMeshStore
+import CaseMeshSync
+import Foundation
+import Testing
+
+/// What a certificate holder can send: numbers at the edge of 64 bits and messages
+/// out of turn are refused with a reason, never a trap or a spinning session.
+@Suite struct HostilePeerTests {
+    static let peer = try! ReplicaID("dong.office/server")
+
+    /// A varint of `value`, as the wire encodes numbers.
+    static func varint(_ value: UInt64) -> [UInt8] {
+        var writer = BinaryWriter()
+        writer.writeVarint(value)
+        return writer.bytes
+    }
+
+    @Test(arguments: [UInt64(1) << 63, UInt64.max])
+    func numbersPastSignedSixtyFourBitsAreRefusedWhereTheyAreDecoded(value: UInt64) throws {
+        // A batch whose next cursor, an ack and a pull whose cursor are past Int64.max.
+        for message in [
+            SyncMessage.batch(.init(logIdentity: "x", changes: [], nextCursor: value, isFinal: true)),
+            .ack(.init(cursor: value)), .pull(.init(logIdentity: "x", cursor: value)),
+        ] {
+            #expect(throws: CRDTError.self) { try SyncMessage(decoding: message.encoded()) }
+        }
+        // A change with such a sequence number or timestamp, canonical and compact.
+        let caseID = try CaseID("case-" + String(repeating: "a", count: 26))
+        for (seq, physical) in [(value, UInt64(1)), (1, value)] {
+            let change = Change(
+                caseID: caseID, origin: Self.peer, seq: seq, hlc: HybridTimestamp(physical: physical),
+                context: VersionVector(seq == 1 ? [:] : [Self.peer: seq - 1]),
+                ops: [.append(FieldKey(entity: "case", field: "notes"), "x")])
+            #expect(throws: CRDTError.self) { try Change(decoding: change.encoded()) }
+            #expect(throws: CRDTError.self) { try change.validateStructure() }
+            var encoder = CompactChangeEncoder()
+            var decoder = CompactChangeDecoder()
+            let batch = SyncMessage.batch(.init(logIdentity: "x", changes: [change], nextCursor: 2, isFinal: true))
+            #expect(throws: CRDTError.self) {
+                try SyncMessage(decoding: batch.encoded(changes: &encoder), changes: &decoder)
+            }
+        }
+        // A seal numbered past it.
+        let seal = Seal(
+            origin: Self.peer, number: value, leafCount: 1, signature: Array(repeating: 1, count: 64), digests: [:])
+        var writer = BinaryWriter()
+        seal.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        #expect(throws: CRDTError.self) { try Seal(from: &reader) }
+    }
+
+    /// Hello, then an ack for nothing, then the connection resets: the refusal cannot be
+    /// sent, and the session must end rather than loop on the finished stream.
+    @Test(.timeLimit(.minutes(1))) func anAckOutOfTurnOnAResetConnectionEndsTheSession() async throws {
+        let store = try CaseStore.inMemory(replicaID: ReplicaID("senior.centre/server"))
+        let runner = SyncRunner(store: store)
+        let (inbound, continuation) = AsyncStream.makeStream(of: SyncMessage.self)
+        continuation.yield(
+            .hello(
+                .init(
+                    protocolVersion: 2, schemaVersion: UInt64(store.schema.version), replica: Self.peer,
+                    logIdentity: "x")))
+        continuation.yield(.ack(.init(cursor: 5)))
+        continuation.finish()
+        struct Reset: Error {}
+        let sent = InMemorySyncTests.Counter()
+        let outcome = await runner.run(peer: Self.peer, inbound: inbound) { message in
+            // The hello and the pull go out; the refusal finds the connection reset.
+            if sent.next() > 2 { throw Reset() }
+        }
+        #expect(outcome.error != nil, "the session failed rather than spinning")
+    }
+}
