@@ -165,6 +165,19 @@ public struct CaseSchema: Sendable, MergeRules {
         }
     }
 
+    /// Checks an operation a person makes here, beyond what every node checks of a
+    /// received change: an entry appended to a log says something.
+    ///
+    /// - Important: Kept apart from ``validate(_:)-(FieldOperation)`` so that a rule made
+    ///   stricter for new writes never refuses changes other nodes already hold.
+    public func validateLocal(_ op: FieldOperation) throws(ModelError) {
+        try validate(op)
+        if case .append(let field, let text) = op, text.allSatisfy({ $0.isWhitespace }) {
+            throw ModelError(
+                code: .invalidValue, message: "field \(field): an empty entry says nothing; write its text")
+        }
+    }
+
     /// Checks every operation of a change.
     ///
     /// - Throws: ``ModelError`` naming the change and the first bad operation.

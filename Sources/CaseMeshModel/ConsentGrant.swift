@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import Foundation
 
 /// A consent (or statutory basis) for sharing a case with institutions, as the
 /// field writes that record it: the recipients join the case's participants and
@@ -33,6 +34,34 @@ public struct ConsentGrant: Hashable, Sendable {
         self.validUntil = validUntil
         self.subject = subject
         self.grantor = grantor
+    }
+
+    /// Refuses a consent that could not work as written: no recipient, no basis, no
+    /// data category, or an end that is not an ISO 8601 date-time in the future.
+    ///
+    /// - Parameter nowMillis: the time now, milliseconds since the Unix epoch.
+    public func validate(nowMillis: UInt64) throws(ModelError) {
+        guard !recipients.isEmpty else {
+            throw ModelError(code: .invalidValue, message: "a consent names at least one recipient institution")
+        }
+        guard !basis.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw ModelError(code: .invalidValue, message: "a consent names its basis: consent, or the statute")
+        }
+        guard !categories.isEmpty else {
+            throw ModelError(code: .invalidValue, message: "a consent covers at least one data category")
+        }
+        if let validUntil {
+            guard let end = DateText.millis(validUntil) else {
+                throw ModelError(
+                    code: .invalidValue,
+                    message:
+                        "the consent's end '\(validUntil.prefix(40))' is not a date-time such as 2027-11-23T00:00:00+09:00"
+                )
+            }
+            guard end > nowMillis else {
+                throw ModelError(code: .invalidValue, message: "the consent's end \(validUntil) has already passed")
+            }
+        }
     }
 
     /// The consent instance named after an institution (`senior.centre` → `senior-centre`),

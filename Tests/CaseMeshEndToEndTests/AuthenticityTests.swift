@@ -72,13 +72,23 @@ import Testing
 
         // The dong centre's case, shared with both centres; its node seals it when it starts.
         let tampered = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + data("dong"))
-        try Binary.ok(["case", "share", tampered, "senior.centre", "mental.centre"] + data("dong"))
+        try Binary.ok(
+            [
+                "case", "share", tampered, "senior.centre", "mental.centre", "--allow-new-institution", "senior.centre",
+                "--allow-new-institution", "mental.centre",
+            ]
+                + data("dong"))
         let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
         defer { dong.stop() }
         #expect(try sync("senior", with: "dong", at: dong.address).status == 0)
         // A second case, written and sealed after: its seal stays honest.
         let honest = try Binary.ok(["case", "open", "--field", "riskLevel=medium"] + data("dong"))
-        try Binary.ok(["case", "share", honest, "senior.centre", "mental.centre"] + data("dong"))
+        try Binary.ok(
+            [
+                "case", "share", honest, "senior.centre", "mental.centre", "--allow-new-institution", "senior.centre",
+                "--allow-new-institution", "mental.centre",
+            ]
+                + data("dong"))
         try Binary.ok(["case", "note", honest, "written by the dong centre"] + data("dong"))
         #expect(try sync("senior", with: "dong", at: dong.address).status == 0)
         try Binary.ok(["case", "note", honest, "written by the senior centre"] + data("senior"))
@@ -126,7 +136,7 @@ import Testing
         let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
         let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
-        try Binary.ok(["case", "share", caseID, "dong.office"] + laptop)
+        try Binary.ok(["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
 
         // Without its key the laptop cannot seal: the importer quarantines everything.
         let unsigned = try Binary.run(["changes", "export", "--out", root + "/unsigned.cmb"] + laptop)
@@ -175,7 +185,7 @@ import Testing
         try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
         let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
-        try Binary.ok(["case", "share", caseID, "dong.office"] + laptop)
+        try Binary.ok(["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
         try Binary.ok(["changes", "export", "--out", root + "/sealed.cmb"] + laptop + laptopTLS)
 
         // No --ca: the signer is new here, so its changes wait, and the tool says why.

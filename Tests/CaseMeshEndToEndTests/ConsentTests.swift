@@ -61,9 +61,15 @@ import Testing
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=crisis"] + data("dong"))
         try Binary.ok(["case", "note", caseID, "history of depression, lives alone"] + data("dong"))
         try Binary.ok(
-            ["case", "share", caseID, "senior.centre", "--until", Self.isoTime(secondsFromNow: 86_400)] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "mental.centre"] + data("dong"))
-        try Binary.ok(["case", "add", caseID, "participants", "community.centre"] + data("dong"))
+            [
+                "case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre", "--until",
+                Self.isoTime(secondsFromNow: 86_400),
+            ] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "mental.centre", "--allow-new-institution", "mental.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "add", caseID, "participants", "community.centre", "--allow-new-institution", "community.centre"]
+                + data("dong"))
         for short in ["senior", "mental", "community"] { _ = try sync(short) }
         #expect(try NetworkTests.show(root + "/senior", caseID) != nil)
         #expect(try NetworkTests.show(root + "/mental", caseID) != nil)
@@ -96,7 +102,8 @@ import Testing
         #expect(!(try Self.databaseContains(root + "/senior", "counselling started")))
 
         // Consent given again: the senior centre's next sync brings the whole history back.
-        try Binary.ok(["case", "share", caseID, "senior.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"] + data("dong"))
         _ = try sync("senior")
         let back = try NetworkTests.show(root + "/senior", caseID)
         #expect(back?.contains("history of depression") == true && back?.contains("counselling started") == true)
@@ -116,7 +123,10 @@ import Testing
         defer { dong.stop() }
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high", "--data", root + "/dong"])
         let until = Self.isoTime(secondsFromNow: 4)
-        try Binary.ok(["case", "share", caseID, "senior.centre", "--until", until, "--data", root + "/dong"])
+        try Binary.ok([
+            "case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre", "--until", until,
+            "--data", root + "/dong",
+        ])
         let sync = ["sync", "--data", root + "/senior", "--peer", "dong.office/server=\(dong.address)"] + seniorTLS
         try Binary.ok(sync)
         #expect(try NetworkTests.show(root + "/senior", caseID) != nil)
@@ -147,7 +157,10 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("not a resident registration number"))
         #expect(!bad.stderr.contains("4508121234"))
         try Binary.ok(
-            ["case", "share", caseID, "senior.centre", "--categories", "general,unique-id", "--data", root + "/dong"])
+            [
+                "case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre", "--categories",
+                "general,unique-id", "--data", root + "/dong",
+            ])
         let dong = try NodeProcess(
             ["--data", root + "/dong"] + authority.issue("dong.office/server"), logPath: root + "/dong.log")
         defer { dong.stop() }
@@ -194,9 +207,15 @@ import Testing
             try Binary.ok(["sync"] + data(short) + tls[short]! + ["--peer", "dong.office/server=\(dong.address)"])
         }
         let caseID = try Binary.ok(["case", "open", "--actor", "choi", "--field", "riskLevel=high"] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "senior.centre", "mental.centre", "--actor", "choi"] + data("dong"))
+        try Binary.ok(
+            [
+                "case", "share", caseID, "senior.centre", "mental.centre", "--allow-new-institution", "senior.centre",
+                "--allow-new-institution", "mental.centre", "--actor", "choi",
+            ] + data("dong"))
         let other = try Binary.ok(["case", "open", "--actor", "choi", "--field", "riskLevel=low"] + data("dong"))
-        try Binary.ok(["case", "share", other, "mental.centre", "--actor", "choi"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", other, "mental.centre", "--allow-new-institution", "mental.centre", "--actor", "choi"]
+                + data("dong"))
         for short in ["senior", "mental", "community"] { try sync(short) }
 
         // On home visits: the senior centre's laptop reads the case, the mental health
@@ -249,8 +268,16 @@ import Testing
                 "--field", "person#p1.healthNotes=severe depression, under treatment",
                 "--field", "person#p1.disability=true",
             ] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "senior.centre", "--categories", "general,sensitive"] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "community.centre", "--categories", "general"] + data("dong"))
+        try Binary.ok(
+            [
+                "case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre", "--categories",
+                "general,sensitive",
+            ] + data("dong"))
+        try Binary.ok(
+            [
+                "case", "share", caseID, "community.centre", "--allow-new-institution", "community.centre",
+                "--categories", "general",
+            ] + data("dong"))
         let dong = try NodeProcess(data("dong") + tls["dong"]!, logPath: root + "/dong.log")
         defer { dong.stop() }
         func sync(_ short: String, with peer: String, at address: String) throws {

@@ -67,8 +67,10 @@ import Testing
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=crisis"] + data("dong"))
         try Binary.ok(["case", "set", caseID, "person#p1.name", Self.name] + data("dong"))
         try Binary.ok(["case", "note", caseID, Self.note] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "senior.centre"] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "mental.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "mental.centre", "--allow-new-institution", "mental.centre"] + data("dong"))
         try dongDialsListener()
         _ = try dialerSyncs()
         try bundle(to: "usb")

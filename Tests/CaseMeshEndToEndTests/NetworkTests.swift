@@ -42,8 +42,10 @@ import Testing
         // Local edits while the nodes run on the same data directories.
         let caseID = try Binary.ok(
             ["case", "open", "--field", "report.channel=kakao", "--field", "riskLevel=high"] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "senior.centre"] + data("dong"))
-        try Binary.ok(["case", "share", caseID, "mental.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"] + data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "mental.centre", "--allow-new-institution", "mental.centre"] + data("dong"))
         #expect(
             try eventually { try Self.show(root + "/mental", caseID) != nil },
             "the case reached the mental centre through the senior centre")
@@ -110,7 +112,10 @@ import Testing
         let stranger = try TestAuthority(in: root, name: "other-ca")
         try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])
         let caseID = try Binary.ok(["case", "open", "--data", root + "/senior"])
-        try Binary.ok(["case", "share", caseID, "dong.office", "--data", root + "/senior"])
+        try Binary.ok([
+            "case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office", "--data",
+            root + "/senior",
+        ])
         let senior = try NodeProcess(
             ["--data", root + "/senior"] + authority.issue("senior.centre/server"), logPath: root + "/senior.log")
         defer { senior.stop() }
@@ -158,7 +163,10 @@ import Testing
         let authority = try TestAuthority(in: root)
         try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])
         let caseID = try Binary.ok(["case", "open", "--data", root + "/senior"])
-        try Binary.ok(["case", "share", caseID, "dong.office", "--data", root + "/senior"])
+        try Binary.ok([
+            "case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office", "--data",
+            root + "/senior",
+        ])
         let senior = try NodeProcess(
             ["--data", root + "/senior"] + authority.issue("senior.centre/server"), logPath: root + "/senior.log")
         defer { senior.stop() }

@@ -23,7 +23,11 @@ import Testing
                 "title=Kim household",
             ]
                 + dong)
-        try Binary.ok(["case", "share", caseID, "dongducheon.senior-welfare"] + dong)
+        try Binary.ok(
+            [
+                "case", "share", caseID, "dongducheon.senior-welfare", "--allow-new-institution",
+                "dongducheon.senior-welfare",
+            ] + dong)
         try Binary.ok(
             ["changes", "export", "--out", root + "/first.cmb", "--for", "dongducheon.senior-welfare"] + dong + sealDong
         )
@@ -88,7 +92,7 @@ import Testing
         let caseID = try Binary.ok(["case", "open"] + a)
         // Shared with the receiving institution: a node purges a case its institution
         // may not hold, from a bundle as from a sync.
-        try Binary.ok(["case", "share", caseID, "senior.centre"] + a)
+        try Binary.ok(["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"] + a)
         try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + a + sealA)
         try Binary.ok(["case", "set", caseID, "stage", "assessment"] + a)
         try Binary.ok(["case", "add", caseID, "tags", "isolation"] + a)
@@ -116,7 +120,8 @@ import Testing
         let verify = ["--ca", authority.directory + "/ca.pem"]
         let shared = try Binary.ok(["case", "open"] + dong)
         let privateCase = try Binary.ok(["case", "open"] + dong)
-        try Binary.ok(["case", "share", shared, "community.centre"] + dong)
+        try Binary.ok(
+            ["case", "share", shared, "community.centre", "--allow-new-institution", "community.centre"] + dong)
         try Binary.ok(
             ["changes", "export", "--out", root + "/c.cmb", "--for", "community.centre/server"] + dong + sealDong)
         let community = ["--data", root + "/community"]

@@ -121,10 +121,17 @@ extension CaseCommand {
         @Argument(help: "The case ID.") var caseID: String
         @Argument(help: "The set field.") var field: String
         @Argument(help: "The element to add.") var element: String
+        @Option(help: "For participants: an institution no node here has heard of yet, that you vouch for.")
+        var allowNewInstitution: [String] = []
 
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(.insert(FieldInput.key(field), element), schema: store.schema)
+            if op.field == FieldKey(entity: "case", field: "participants") {
+                let allowed = try Swift.Set(
+                    allowNewInstitution.map { text in try CLIError.wrap { try InstitutionID(text) } })
+                try CLIError.wrap { try store.requireKnown([InstitutionID(element)], allowingNew: allowed) }
+            }
             let change = try CLIError.wrap {
                 try store.write(
                     caseID: FieldInput.caseID(caseID), ops: [op],
@@ -185,6 +192,11 @@ extension CaseCommand {
         var until: String?
         @Option(help: "Whose data: a person instance (p1) or household.") var subject = "household"
         @Option(help: "Who granted it: subject, guardian or legal-representative.") var grantor = "subject"
+        @Option(
+            help:
+                "An institution no node here has heard of yet, that you vouch for (repeatable; until the consortium directory exists)."
+        )
+        var allowNewInstitution: [String] = []
 
         func run() throws {
             let store = try store.openStore()
@@ -200,10 +212,11 @@ extension CaseCommand {
                 recipients: try institutions.map { text in try CLIError.wrap { try InstitutionID(text) } },
                 basis: basis, categories: categories, purposes: purposes.split(separator: ",").map(String.init),
                 validUntil: until, subject: subject, grantor: grantor)
-            let ops = try grant.ops().map { try FieldInput.checked($0, schema: store.schema) }
+            let allowed = try Swift.Set(
+                allowNewInstitution.map { text in try CLIError.wrap { try InstitutionID(text) } })
             let change = try CLIError.wrap {
-                try store.write(
-                    caseID: FieldInput.caseID(caseID), ops: ops,
+                try store.share(
+                    FieldInput.caseID(caseID), grant: grant, allowingNew: allowed,
                     recording: access.entry(.write, via: "case \(Self._commandName)"))
             }
             report(change, output: output)
@@ -228,14 +241,9 @@ extension CaseCommand {
 
         func run() throws {
             let store = try store.openStore()
-            let grant = ConsentGrant(
-                instance: try consent ?? ConsentGrant.instance(for: CLIError.wrap { try InstitutionID(institution) }),
-                recipients: [])
-            let op = try FieldInput.checked(
-                grant.withdrawal(from: try CLIError.wrap { try InstitutionID(institution) }), schema: store.schema)
             let change = try CLIError.wrap {
-                try store.write(
-                    caseID: FieldInput.caseID(caseID), ops: [op],
+                try store.withdraw(
+                    FieldInput.caseID(caseID), from: InstitutionID(institution), consent: consent,
                     recording: access.entry(.write, via: "case \(Self._commandName)"))
             }
             report(change, output: output)

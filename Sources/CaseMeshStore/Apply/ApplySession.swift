@@ -214,7 +214,7 @@ final class ApplySession {
             caseID: caseID, origin: origin, seq: context[origin] + 1, hlc: clock.tick(wallMillis: wallMillis),
             context: context, ops: ops)
         try change.validateStructure()
-        try schema.validate(change)
+        for op in change.ops { try schema.validateLocal(op) }
         try apply(change, body: change.encoded(), caseRef: caseRef)
         return change
     }
