@@ -14,6 +14,8 @@ public struct NetError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let badFrame = Code("badFrame")
         /// The peer is not who the configuration expects at that address.
         public static let unexpectedPeer = Code("unexpectedPeer")
+        /// The address cannot be listened on or reached.
+        public static let unreachable = Code("unreachable")
     }
 
     public var code: Code

@@ -84,7 +84,12 @@ public struct SyncTransport: Sendable {
         }
         channel.closeFuture.whenComplete { _ in
             once.complete(
-                .failure(NetError(code: .untrustedPeer, message: "the connection closed before the peer was verified")))
+                .failure(
+                    NetError(
+                        code: .untrustedPeer,
+                        message: "the peer closed the connection during the TLS handshake, before its certificate "
+                            + "was verified (it may have refused this node's certificate, or expected another replica)"
+                    )))
         }
         let operations = channel.pipeline.syncOperations
         try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
@@ -105,7 +110,23 @@ public struct SyncTransport: Sendable {
     }
 
     /// Listens on `host:port`; each accepted connection arrives in the returned channel.
+    ///
+    /// - Throws: ``NetError`` with one sentence for the operator (address in use, not
+    ///   an address of this machine, no permission).
     public func listen(host: String, port: Int) async throws -> NIOAsyncChannel<PeerConnection, Never> {
+        do {
+            return try await bind(host: host, port: port)
+        } catch {
+            throw NetError.describing(error, address: Self.address(host, port), listening: true)
+        }
+    }
+
+    /// `HOST:PORT`, with brackets around an IPv6 host.
+    static func address(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    private func bind(host: String, port: Int) async throws -> NIOAsyncChannel<PeerConnection, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -116,12 +137,19 @@ public struct SyncTransport: Sendable {
     }
 
     /// Connects to a peer at `host:port`.
+    ///
+    /// - Throws: ``NetError`` with one sentence for the operator (nothing listens
+    ///   there, no answer, no route).
     public func connect(host: String, port: Int, timeout: TimeAmount = .seconds(10)) async throws -> PeerConnection {
-        try await ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try configure(channel, server: false) }
-            }
+        do {
+            return try await ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try configure(channel, server: false) }
+                }
+        } catch {
+            throw NetError.describing(error, address: Self.address(host, port), listening: false)
+        }
     }
 }

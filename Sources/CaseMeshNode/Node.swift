@@ -94,7 +94,7 @@ public actor Node: Service {
                     guard self.admit() else {
                         self.logger.warning(
                             "connection refused: limit reached", metadata: ["remote": "\(connection.remoteAddress)"])
-                        try? await connection.channel.channel.close()
+                        await Self.discard(connection)
                         continue
                     }
                     group.addTask {
@@ -121,13 +121,20 @@ public actor Node: Service {
             peer = try await connection.peer.get()
         } catch {
             logger.warning("peer refused", metadata: ["remote": "\(connection.remoteAddress)", "reason": "\(error)"])
-            try? await connection.channel.channel.close()
+            await Self.discard(connection)
             return
         }
         let outcome = await runSession(connection, peer: peer)
         // A node that only listens learns of withdrawals from the peers that dial it,
         // and its own edits reach them in the same session: it purges after serving.
         afterSession(outcome)
+    }
+
+    /// Closes a connection no session will run on. The async channel must be
+    /// finished through `executeThenClose` (closing the NIO channel underneath it
+    /// leaves its writer unfinished, which traps).
+    private static func discard(_ connection: PeerConnection) async {
+        try? await connection.channel.executeThenClose { _, _ in }
     }
 
     /// Every case this node purged since it started, oldest first.
@@ -167,7 +174,8 @@ public actor Node: Service {
                 await runner.run(peer: peer, inbound: inbound) { message in try await outbound.write(message) }
             }
         } catch {
-            outcome = SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost("\(error)"), refused: [])
+            let reason = NetError.describing(error, address: peer.rawValue, listening: false).message
+            outcome = SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost(reason), refused: [])
         }
         var metadata: Logger.Metadata = [
             "peer": "\(peer)", "received": "\(outcome.summary.changesReceived)",
@@ -199,13 +207,15 @@ public actor Node: Service {
             do {
                 certified = try await connection.peer.get()
             } catch {
-                try? await connection.channel.channel.close()
+                await Self.discard(connection)
                 throw error
             }
             guard certified == peer.replica else {
-                try? await connection.channel.channel.close()
+                await Self.discard(connection)
                 throw NetError(
-                    code: .unexpectedPeer, message: "\(peer.host):\(peer.port) is \(certified), not \(peer.replica)")
+                    code: .unexpectedPeer,
+                    message: "\(peer.host):\(peer.port) presents the certificate of \(certified), but \(peer.replica) "
+                        + "was expected there: check the --peer address")
             }
             let outcome = await runSession(connection, peer: certified, progress: progress)
             failures[peer.replica] = outcome.error == nil ? 0 : (failures[peer.replica] ?? 0) + 1
@@ -213,10 +223,10 @@ public actor Node: Service {
             return outcome
         } catch {
             failures[peer.replica] = (failures[peer.replica] ?? 0) + 1
-            let reason = (error as? NetError)?.message ?? "\(error)"
+            let reason = NetError.describing(error, address: "\(peer.host):\(peer.port)", listening: false).message
             try? store.recordSyncOutcome(peer: peer.replica, error: reason)
             logger.warning("cannot reach peer", metadata: ["peer": "\(peer.replica)", "reason": "\(reason)"])
-            return SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost(reason), refused: [])
+            return SyncRunner.Outcome(summary: SyncSummary(), error: .unreachable(reason), refused: [])
         }
     }
 

@@ -1,4 +1,5 @@
 public import CaseMeshCRDT
+import CaseMeshNet
 public import CaseMeshStore
 public import CaseMeshSync
 
@@ -146,7 +147,8 @@ public struct SyncRunner: Sendable {
                     let lost = session.connectionLost("local store: \(error.message)")
                     if !lost.isEmpty { actions = lost }
                 } catch {
-                    let lost = session.connectionLost("\(error)")
+                    let lost = session.connectionLost(
+                        NetError.describing(error, address: peer.rawValue, listening: false).message)
                     if !lost.isEmpty { actions = lost }
                 }
             }
@@ -164,7 +166,8 @@ public struct SyncRunner: Sendable {
                 }
                 actions = session.receive(message)
             } catch {
-                actions = session.connectionLost("\(error)")
+                actions = session.connectionLost(
+                    NetError.describing(error, address: peer.rawValue, listening: false).message)
             }
         }
     }

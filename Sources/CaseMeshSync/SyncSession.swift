@@ -338,6 +338,8 @@ public enum SyncError: Error, Hashable, Sendable, CustomStringConvertible {
     case identityMismatch(claimed: ReplicaID, certified: ReplicaID)
     case refusedByPeer(String)
     case connectionLost(String)
+    /// The peer could not be reached or authenticated; no session started.
+    case unreachable(String)
     case storeFailure(String)
 
     public var description: String {
@@ -348,6 +350,7 @@ public enum SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             "peer claims to be \(claimed) but its certificate says \(certified)"
         case .refusedByPeer(let reason): "refused by peer: \(reason)"
         case .connectionLost(let reason): "connection lost: \(reason)"
+        case .unreachable(let reason): "cannot connect: \(reason)"
         case .storeFailure(let reason): "store failure: \(reason)"
         }
     }

@@ -156,4 +156,40 @@ import Testing
         let shown = try Binary.ok(["case", "show", caseID, "--json"] + data)
         #expect(try Self.heldChanges(data) == shown.components(separatedBy: "\"note ").count - 1 + 1)
     }
+
+    /// An edit and its access-log entry commit together: killed at any point, a note
+    /// that landed always has its entry naming who wrote it, and one that did not
+    /// has none.
+    @Test func everyEditThatLandsHasItsAccessEntryWhateverTheKillPoint() throws {
+        let root = Binary.temporaryDirectory("crash-access")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        let caseID = try Binary.ok(["case", "open"] + data)
+        var generator = SeededGenerator(seed: 31)
+        var killed = 0
+        for attempt in 0..<40 {
+            let process = try Binary.start(
+                ["case", "note", caseID, "note-\(attempt)-end", "--actor", "worker-\(attempt)"] + data,
+                stdout: Pipe(), stderr: Pipe())
+            usleep(UInt32.random(in: 0...60_000, using: &generator))
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                killed += 1
+            }
+            process.waitUntilExit()
+        }
+        #expect(killed >= 5, "several writes were killed midway")
+        let shown = try Binary.ok(["case", "show", caseID, "--json"] + data)
+        let audit = try Binary.ok(["audit", "--case", caseID, "--json"] + data)
+        let entries = try JSONSerialization.jsonObject(with: Data(audit.utf8)) as? [[String: Any]] ?? []
+        let writers = Set(entries.filter { $0["action"] as? String == "write" }.compactMap { $0["actor"] as? String })
+        var landed = 0
+        for attempt in 0..<40 {
+            let noted = shown.contains("note-\(attempt)-end")
+            if noted { landed += 1 }
+            #expect(noted == writers.contains("worker-\(attempt)"), "attempt \(attempt): note \(noted)")
+        }
+        #expect(landed > 0 && landed < 40 || killed < 40, "some writes landed")
+    }
 }

@@ -73,3 +73,38 @@ import Testing
         #expect(outcome.error != nil, "the session failed rather than spinning")
     }
 }
+
+/// Periodic sync: rounds start every interval ± 20%, never at twice it.
+@Suite struct SyncScheduleTests {
+    @Test(arguments: [0.8, 1.0, 1.2])
+    func roundsStartEveryIntervalWithJitter(jitter: Double) {
+        let peer = try! ReplicaID("senior.centre/server")
+        var schedule = SyncSchedule(intervalSeconds: 30)
+        var now = 0.0
+        var starts: [Double] = []
+        for _ in 0..<5 {
+            #expect(schedule.isDue(peer, at: now))
+            starts.append(now)
+            // The round itself takes two seconds; the next is due from its start.
+            schedule.attempted(peer, failures: 0, startedAt: now, jitter: jitter)
+            now += 2
+            #expect(!schedule.isDue(peer, at: now))
+            now += schedule.nextWait(at: now)
+        }
+        for (earlier, later) in zip(starts, starts.dropFirst()) {
+            #expect(
+                abs((later - earlier) - 30 * jitter) < 0.01, "a round every \(30 * jitter) s, not \(later - earlier)")
+        }
+    }
+
+    @Test func aFailingPeerBacksOffExponentiallyToAtMost32Intervals() {
+        let peer = try! ReplicaID("senior.centre/server")
+        var schedule = SyncSchedule(intervalSeconds: 10)
+        schedule.attempted(peer, failures: 3, startedAt: 0, jitter: 1)
+        #expect(schedule.nextWait(at: 0) == 80)
+        schedule.attempted(peer, failures: 40, startedAt: 0, jitter: 1)
+        #expect(schedule.nextWait(at: 0) == 320)
+        schedule.attempted(peer, failures: 0, startedAt: 0, jitter: 5)
+        #expect(schedule.nextWait(at: 0) == 12, "jitter is clamped to ±20%")
+    }
+}

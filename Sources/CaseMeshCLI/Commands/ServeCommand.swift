@@ -22,6 +22,12 @@ struct ServeCommand: AsyncParsableCommand {
         let configuration = try node.configuration(listen: listen)
         let logger = try node.logger("casemesh.serve")
         let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(directory: configuration.dataDirectory)
+        } catch {
+            throw CLIError(message: error.message)
+        }
         let replica = store.replicaID
         let service: Node
         do {
@@ -40,6 +46,7 @@ struct ServeCommand: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        withExtendedLifetime(lock) {}
     }
 }
 

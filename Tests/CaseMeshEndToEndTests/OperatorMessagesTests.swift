@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// What an operator sees when something is set up wrong: one sentence that says what
+/// is wrong and what to do, never a library's internals; and one node per directory.
+@Suite(.serialized) struct OperatorMessagesTests {
+    @Test func aSecondNodeOnOneDirectoryAndBadAddressesGetOneClearSentence() throws {
+        let root = Binary.temporaryDirectory("operator")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(
+            in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let tls = consortium.tls
+        let senior = try NodeProcess(consortium.data("senior") + tls["senior"]!, logPath: root + "/senior.log")
+        defer { senior.stop() }
+
+        // A second serve on the same data directory is refused, naming the holder.
+        let second = try Binary.run(
+            ["serve", "--listen", "127.0.0.1:0"] + consortium.data("senior") + tls["senior"]!)
+        #expect(second.status != 0)
+        #expect(
+            second.stderr.contains("another casemesh serve (PID \(senior.process.processIdentifier))"),
+            "\(second.stderr)")
+        // The short-lived commands keep working beside it.
+        try Binary.ok(["case", "list"] + consortium.data("senior"))
+
+        // The port is taken.
+        let taken = try Binary.run(["serve", "--listen", senior.address] + consortium.data("dong") + tls["dong"]!)
+        #expect(taken.stderr.contains("\(senior.address) is already in use"), "\(taken.stderr)")
+        #expect(!taken.stderr.contains("errno") && !taken.stderr.contains("bind(descriptor"))
+
+        // Nothing listens at the peer's address.
+        let down = try Binary.run(
+            ["sync"] + consortium.data("dong") + tls["dong"]! + ["--peer", "senior.centre/server=127.0.0.1:9"])
+        #expect(down.stderr.contains("nothing listens at 127.0.0.1:9"), "\(down.stderr)")
+        #expect(!down.stderr.contains("SingleConnectionFailure"))
+
+        // Another replica answers at the address.
+        let wrong = try Binary.run(
+            ["sync"] + consortium.data("dong") + tls["dong"]! + ["--peer", "mental.centre/server=\(senior.address)"])
+        #expect(
+            wrong.stderr.contains(
+                "presents the certificate of senior.centre/server, but mental.centre/server was expected"),
+            "\(wrong.stderr)")
+        // The listening side says which peer left, in words.
+        #expect(
+            eventually(5) {
+                senior.log.contains("closed the connection") && senior.log.contains("peer=dong.office/server")
+            },
+            "\(senior.log)")
+        #expect(!senior.log.contains("I/O on closed channel"))
+    }
+}
