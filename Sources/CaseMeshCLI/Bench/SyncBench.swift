@@ -16,9 +16,9 @@ struct SyncBench: AsyncParsableCommand {
         commandName: "sync",
         abstract: "Time a full pull of a large log over mutual TLS, and an idle sync (use a release build).",
         discussion: """
-            Prints one JSON object: changes, ops, seconds, ops_per_s and changes_per_s of the pull; bytes_per_op on \\
-            the wire (protocol frames, before TLS); peak_rss_mb during the pull; apply_ops_per_s, the same changes \\
-            applied to a fresh store without the network in the same run, and the ratio; idle_sync_ms (the median \\
+            Prints one JSON object: changes, ops, seconds, ops_per_s and changes_per_s of the pull; bytes_per_op on \
+            the wire (protocol frames, before TLS); peak_rss_mb during the pull; apply_ops_per_s, the same changes \
+            applied to a fresh store without the network in the same run, and the ratio; idle_sync_ms (the median \
             of five, all in idle_sync_ms_runs) and idle_sync_bytes between two nodes holding --idle-cases cases.
             """)
 

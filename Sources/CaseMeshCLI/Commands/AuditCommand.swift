@@ -8,10 +8,10 @@ struct AuditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit", abstract: "Show who read or changed a case, on any node whose log reached this one.",
         discussion: """
-            Every read and write of case data through the tool is recorded (account, institution, node, time, \\
-            action, purpose) in the case's access log, which replicates to the case's lead institution. On the \\
-            lead's nodes this shows the accesses made on every participant's node after they synced; elsewhere, \\
-            the accesses this institution made. Only for cases this node holds. Entries older than the retention \\
+            Every read and write of case data through the tool is recorded (account, institution, node, time, \
+            action, purpose) in the case's access log, which replicates to the case's lead institution. On the \
+            lead's nodes this shows the accesses made on every participant's node after they synced; elsewhere, \
+            the accesses this institution made. Only for cases this node holds. Entries older than the retention \
             period are left out.
             """)
 

@@ -5,10 +5,10 @@ import Logging
 /// The options `serve` and `sync` share; each may also come from `--config FILE`
 /// (the same keys, `key = value` per line). Flags win over the file.
 struct NodeOptions: ParsableArguments {
-    @Option(help: "The replica's data directory.") var data: String?
+    @Option(help: "The replica's data directory (default ./casemesh-data).") var data: String?
     @Option(
         help:
-            "A configuration file with the same keys (data, listen, cert, key, ca, crl, peer, interval, retention-days)."
+            "A configuration file of key = value lines (data, listen, cert, key, ca, crl, peer, interval, max-connections, idle-timeout, retention-days); flags win."
     )
     var config: String?
     @Option(help: "This node's certificate (PEM).") var cert: String?
@@ -17,13 +17,14 @@ struct NodeOptions: ParsableArguments {
     @Option(help: "The consortium CA's revocation list (PEM).") var crl: String?
     @Option(name: .customLong("peer"), help: "A peer to sync with, REPLICA-ID=HOST:PORT (repeatable).")
     var peers: [String] = []
-    @Option(help: "Seconds between sync rounds.") var interval: Double?
     @Option(help: "Days access-log entries are kept before they are destroyed (default 730).")
     var retentionDays: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
+    @Option(help: "Most connections at once (default 64).") var maxConnections: Int?
 
-    func configuration(listen: String? = nil) throws -> NodeConfiguration {
+    /// - Parameter interval: `serve`'s seconds between rounds (`sync` runs one round).
+    func configuration(listen: String? = nil, interval: Double? = nil) throws -> NodeConfiguration {
         var configuration = NodeConfiguration()
         do {
             if let config { try configuration.load(file: config) }
@@ -35,6 +36,7 @@ struct NodeOptions: ParsableArguments {
             if let crl { configuration.revocationList = crl }
             if !peers.isEmpty { configuration.peers = try peers.map { try NodeConfiguration.Peer(parsing: $0) } }
             if let interval { try configuration.set("interval", String(interval)) }
+            if let maxConnections { try configuration.set("max-connections", String(maxConnections)) }
             if let retentionDays { try configuration.set("retention-days", String(retentionDays)) }
             try configuration.validate()
         } catch let error as NodeError {

@@ -11,15 +11,18 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run this institution's node: accept peers over mutual TLS and sync with them periodically.",
         discussion: """
-            Prints one JSON line {"event":"listening","port":N} once the listener is up. Stops gracefully \
-            on SIGTERM or SIGINT. Local edits (casemesh case ...) work on the same data directory while it runs.
+            Standard output carries one JSON line, {"event":"listening","port":N,"replica":...}, once the \
+            listener is up (for scripts and service managers); the log goes to standard error. Stops gracefully \
+            on SIGTERM or SIGINT. One serve per data directory; local edits (casemesh case ...) work on the same \
+            directory while it runs.
             """)
 
     @OptionGroup var node: NodeOptions
     @Option(help: "Where to listen, HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port).") var listen: String?
+    @Option(help: "Seconds between sync rounds with each --peer (default 30, ± 20% jitter).") var interval: Double?
 
     func run() async throws {
-        let configuration = try node.configuration(listen: listen)
+        let configuration = try node.configuration(listen: listen, interval: interval)
         let logger = try node.logger("casemesh.serve")
         let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
         let lock: DataDirectoryLock
