@@ -1,7 +1,7 @@
 public import CaseMeshCRDT
 import Foundation
 
-/// What one institution may receive of one case: the need-to-know rule (DESIGN.md
+/// What one institution may receive of one case: the need-to-know rule (the Architecture article in CaseMeshNode.docc,
 /// property 5) as a pure function of the case's merged state and the time.
 ///
 /// An institution is entitled to a case only while it is among the case's

@@ -23,7 +23,7 @@ public struct SyncRunner: Sendable {
     /// in-memory tests and the simulator, which are about merging).
     public var authentication: Authentication?
 
-    /// Signing and verification of changes (DESIGN.md property 6).
+    /// Signing and verification of changes (property 6 of the Architecture article in CaseMeshNode.docc).
     public struct Authentication: Sendable {
         /// Signs a seal's message with this node's certificate key.
         public var sign: SealSigner
@@ -54,12 +54,14 @@ public struct SyncRunner: Sendable {
 
     /// Records how a session ended: the outcome, and how far the peer now holds this
     /// node's log (which decides when a withdrawn case may be purged).
-    private func record(_ outcome: Outcome, peer: ReplicaID) -> Outcome {
+    private func record(_ outcome: Outcome, peer: ReplicaID, sent: [(nextCursor: UInt64, own: OwnChangesSent)])
+        -> Outcome
+    {
         try? store.recordSyncOutcome(peer: peer, error: outcome.error?.description)
-        if outcome.summary.peerHolds > 1 {
-            try? store.recordDelivery(
-                to: peer.rawValue, institution: peer.institution.rawValue, throughArrival: outcome.summary.peerHolds)
-        }
+        // The pages the peer acknowledged: what they carried of this node's own is out.
+        var delivered = OwnChangesSent()
+        for page in sent where page.nextCursor <= outcome.summary.peerHolds { delivered.formUnion(page.own) }
+        try? store.recordDelivered(delivered)
         return outcome
     }
 
@@ -82,8 +84,12 @@ public struct SyncRunner: Sendable {
         } catch {
             return Outcome(summary: SyncSummary(), error: .storeFailure(error.message), refused: [])
         }
-        func end(_ outcome: Outcome) -> Outcome { record(outcome, peer: peer) }
+        // The pages sent that carried this node's own changes, until the peer acks them.
+        var ownSent: [(nextCursor: UInt64, own: OwnChangesSent)] = []
+        func end(_ outcome: Outcome) -> Outcome { record(outcome, peer: peer, sent: ownSent) }
         let memo = LogPageMemo()
+        // Once a change is held back, the stored cursor stays before it for the session.
+        var holding = false
         // This node's changes leave it sealed; a certificate goes once per connection.
         var certificatesSent: Set<ReplicaID> = []
         if let authentication {
@@ -106,6 +112,7 @@ public struct SyncRunner: Sendable {
                         let page = try store.logPage(
                             from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes,
                             memo: memo)
+                        if !page.ownChangesSent.isEmpty { ownSent.append((page.nextCursor, page.ownChangesSent)) }
                         let certificates = page.certificates.filter { !certificatesSent.contains($0.key) }
                         certificatesSent.formUnion(certificates.keys)
                         actions += session.pageLoaded(
@@ -133,9 +140,11 @@ public struct SyncRunner: Sendable {
                         }
                         let report = try store.applyPulled(
                             batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
-                            checkpoint: batch.isFinal, authentication: seals)
+                            checkpoint: batch.isFinal, authentication: seals, holdCursor: holding)
+                        holding = holding || report.cursorHeld
                         refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
-                        actions += session.batchApplied(report.applied)
+                        actions += session.batchApplied(
+                            report.applied, durableCursor: report.cursorHeld ? report.durableCursor : nil)
                         progress?(session.summary)
                     case .finish(let summary):
                         return end(Outcome(summary: summary, error: nil, refused: refused))
@@ -155,7 +164,7 @@ public struct SyncRunner: Sendable {
             // A session that ended on an action that could not be performed (a refusal
             // that could not be sent to a peer that reset the connection) has nothing
             // left to do: stop, never wait on a stream that has ended.
-            if session.hasEnded {
+            if session.isEnded {
                 return end(
                     Outcome(summary: session.summary, error: .connectionLost("the session ended"), refused: refused))
             }

@@ -12,7 +12,10 @@ struct SimulatedLink {
     }
 
     /// Syncs `a` and `b`; with `cutAfter`, the connection breaks after that many messages.
-    static func sync(_ a: CaseStore, _ b: CaseStore, cutAfter: Int?) throws -> Result {
+    ///
+    /// - Parameter purging: whether both then purge what their institutions may no
+    ///   longer hold, as every node does after a session.
+    static func sync(_ a: CaseStore, _ b: CaseStore, cutAfter: Int?, purging: Bool = true) throws -> Result {
         var sideA = try Side(store: a, peer: b.replicaID)
         var sideB = try Side(store: b, peer: a.replicaID)
         var toA: [SyncMessage] = []
@@ -39,6 +42,19 @@ struct SimulatedLink {
                 throw SimulationError("sync between \(a.replicaID) and \(b.replicaID) stalled")
             }
         }
+        // As a node does after every session: what the peer now holds of this log,
+        // then the need-to-know pass (a withdrawal that arrived, own edits gone out).
+        for side in [sideA, sideB] {
+            var delivered = OwnChangesSent()
+            for page in side.ownSent where page.nextCursor <= side.session.summary.peerHolds {
+                delivered.formUnion(page.own)
+            }
+            try side.store.recordDelivered(delivered)
+        }
+        if purging {
+            try a.purgeUnentitledCases()
+            try b.purgeUnentitledCases()
+        }
         return Result(
             finished: sideA.finished && sideB.finished,
             changesMoved: sideA.session.summary.changesApplied + sideB.session.summary.changesApplied)
@@ -49,6 +65,9 @@ struct SimulatedLink {
         let peer: ReplicaID
         var session: SyncSession
         var finished = false
+        var holding = false
+        /// Pages sent that carried this store's own changes, with where each ends.
+        var ownSent: [(nextCursor: UInt64, own: OwnChangesSent)] = []
 
         init(store: CaseStore, peer: ReplicaID) throws {
             self.store = store
@@ -69,13 +88,16 @@ struct SimulatedLink {
                     outbox.append(message)
                 case .loadPage(let cursor):
                     let page = try store.logPage(from: cursor, for: peer.institution, maxChanges: 7)
+                    if !page.ownChangesSent.isEmpty { ownSent.append((page.nextCursor, page.ownChangesSent)) }
                     queue += session.pageLoaded(
                         .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
                 case .applyBatch(let batch):
                     let report = try store.applyPulled(
                         batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
-                        checkpoint: batch.isFinal)
-                    queue += session.batchApplied(report.applied)
+                        checkpoint: batch.isFinal, holdCursor: holding)
+                    holding = holding || report.cursorHeld
+                    queue += session.batchApplied(
+                        report.applied, durableCursor: report.cursorHeld ? report.durableCursor : nil)
                 case .finish:
                     finished = true
                 case .fail:

@@ -37,8 +37,14 @@ extension Simulation {
                     if held.fields != reference.fields {
                         report.violations.append("\(caseID): replica \(index) differs from the merge of all changes")
                     }
-                } else if held != nil, !(everParticipants[caseID] ?? []).contains(institutions[index]) {
-                    report.violations.append("\(caseID): replica \(index) holds a case its institution never joined")
+                } else if held != nil {
+                    // Whatever path the withdrawal or removal took, at quiescence a node
+                    // of an institution without the right holds nothing of the case.
+                    let joined = (everParticipants[caseID] ?? []).contains(institutions[index])
+                    report.violations.append(
+                        joined
+                            ? "\(caseID): replica \(index) still holds a case its institution may no longer hold"
+                            : "\(caseID): replica \(index) holds a case its institution never joined")
                 }
             }
             report.conflicts += reference.fields.values.filter(\.isConflict).count

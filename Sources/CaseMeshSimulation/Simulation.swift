@@ -46,7 +46,7 @@ public struct SimulationReport: Sendable {
 /// real SQLite store in a temporary directory and runs the real sync session logic;
 /// the network, the clocks and the faults are driven by a seeded generator. At the
 /// end every fault is healed, a full sync runs to quiescence and every property of
-/// DESIGN.md §2 that can be checked from outside is checked.
+/// the Architecture article (CaseMeshNode.docc) that can be checked from outside is checked.
 public final class Simulation {
     let configuration: SimulationConfiguration
     let directory: String
@@ -237,6 +237,8 @@ public final class Simulation {
                 if repeats.indices.contains(position) && repeats[position] { delivered.append(chosen[position]) }
             }
             _ = try stores[target].apply(delivered, batchSize: max(1, batch))
+            // As `changes import` does: the bundle may end the target's right to a case.
+            try stores[target].purgeUnentitledCases()
         case .partition(let groups):
             partition.removeAll()
             for (index, group) in groups.enumerated() where valid(index) { partition[index] = group }

@@ -196,58 +196,43 @@ extension CaseStore {
                     ruleFields: fields, ownChangesDelivered: false))
         }
         guard checkDelivery, !found.isEmpty else { return found }
-        // Where this node's own changes of those cases last stand in its log.
-        let ownRef = coder.names.first(where: { $0.value == replicaID })?.key
-        var lastOwn: [Int64: UInt64] = [:]
-        let wanted = Set(found.map(\.caseRef))
-        if let ownRef {
-            let segments = try Row.fetchCursor(db, sql: "SELECT firstArrival, body FROM changeSegment ORDER BY id")
-            while let segment = try segments.next() {
-                var position = UInt64(segment[0] as Int64)
-                for entry in try ChangeLogSegment.entries(of: [UInt8](segment[1] as Data)) {
-                    if !entry.isBlank, entry.replicaRef == ownRef, wanted.contains(entry.caseRef) {
-                        lastOwn[entry.caseRef] = position
-                    }
-                    position += 1
-                }
-            }
-        }
-        let deliveries = try Row.fetchAll(db, sql: "SELECT institution, throughArrival FROM delivery").map {
-            (institution: $0[0] as String, through: UInt64(max(0, $0[1] as Int64)))
-        }
+        // Each own change of the case must have gone out whole: the highest own
+        // sequence number delivered covers the one this node holds.
+        let coderNames = coder.names
         for index in found.indices {
-            guard let last = lastOwn[found[index].caseRef] else {
-                found[index].ownChangesDelivered = true
-                continue
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT caseRecord.version, ownDelivery.seq FROM caseRecord
+                    LEFT JOIN ownDelivery ON ownDelivery.caseRef = caseRecord.id WHERE caseRecord.id = ?
+                    """, arguments: [found[index].caseRef])
+            var reader = BinaryReader([UInt8]((row?[0] as Data?) ?? Data()))
+            var ownSeq: UInt64 = 0
+            while !reader.isAtEnd {
+                let ref = Int64(bitPattern: try reader.readVarint())
+                let seq = try reader.readVarint()
+                if coderNames[ref] == replicaID { ownSeq = seq }
             }
-            found[index].ownChangesDelivered = deliveries.contains { delivery in
-                guard delivery.through > last else { return false }
-                if delivery.institution == "*" { return true }
-                guard let other = try? InstitutionID(delivery.institution), other != institution else { return false }
-                return Entitlement(of: other, fields: found[index].ruleFields, schema: schema, nowMillis: nowMillis)
-                    .receivesCase
-            }
+            let delivered = UInt64(clamping: (row?[1] as Int64?) ?? 0)
+            found[index].ownChangesDelivered = ownSeq <= delivered
         }
         return found
     }
 
-    /// Records that `recipient` (a peer's replica ID, or `bundle:` and an institution
-    /// or `*`) holds this node's log up to `throughArrival` (exclusive), as far as its
-    /// institution may receive it.
-    public func recordDelivery(
-        to recipient: String, institution: String, throughArrival: UInt64
-    ) throws(StoreError) {
-        guard throughArrival > 1 else { return }
-        let now = Int64(clock.nowMillis())
+    /// Records that this node's own changes a peer acknowledged, or an exported
+    /// bundle carries, have gone out (see ``LogPage/ownChangesSent``): a case
+    /// withdrawn from this institution is purged only once all of them have.
+    public func recordDelivered(_ sent: OwnChangesSent) throws(StoreError) {
+        guard !sent.isEmpty else { return }
         try write { db in
-            try db.execute(
+            let upsert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO delivery (recipient, institution, throughArrival, deliveredAt) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (recipient) DO UPDATE SET institution = excluded.institution,
-                    throughArrival = max(delivery.throughArrival, excluded.throughArrival),
-                    deliveredAt = excluded.deliveredAt
-                    """,
-                arguments: [recipient, institution, Int64(clamping: throughArrival), now])
+                    INSERT INTO ownDelivery (caseRef, seq) VALUES (?, ?)
+                    ON CONFLICT (caseRef) DO UPDATE SET seq = max(ownDelivery.seq, excluded.seq)
+                    """)
+            for (caseRef, seq) in sent.maximumSeq {
+                try upsert.execute(arguments: [caseRef, Int64(clamping: seq)])
+            }
         }
     }
 

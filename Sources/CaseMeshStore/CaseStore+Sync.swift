@@ -17,6 +17,26 @@ public struct LogPage: Hashable, Sendable {
     public var seals: [Seal] = []
     /// The certificates of the seals' signers.
     public var certificates: [ReplicaID: [UInt8]] = [:]
+    /// This node's own changes the page carries whole, per case: once the receiver
+    /// holds the page durably (it acknowledged it, or a bundle was written), those
+    /// have gone out (see ``CaseStore/recordDelivered(_:)``).
+    public var ownChangesSent = OwnChangesSent()
+}
+
+/// The highest sequence number of this node's own changes sent whole, per case (an
+/// opaque record of what a page or bundle carried out).
+public struct OwnChangesSent: Hashable, Sendable {
+    var maximumSeq: [Int64: UInt64] = [:]
+
+    public init() {}
+
+    /// Whether nothing of this node's own went out.
+    public var isEmpty: Bool { maximumSeq.isEmpty }
+
+    /// Adds what another page carried.
+    public mutating func formUnion(_ other: OwnChangesSent) {
+        maximumSeq.merge(other.maximumSeq, uniquingKeysWith: max)
+    }
 }
 
 /// The seals that came with a pulled batch: every change must be covered by a
@@ -99,9 +119,11 @@ extension CaseStore {
     ) throws(StoreError) -> LogPage {
         let schema = schema
         let now = clock.nowMillis()
+        let local = replicaID
         return try read { db in
             var reader = try LogPageReader(
                 db: db, schema: schema, institution: institution, nowMillis: now, memo: memo)
+            reader.local = local
             defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
         }
@@ -113,8 +135,10 @@ extension CaseStore {
         let schema = schema
         let now = clock.nowMillis()
         let own = replicaID.institution
+        let local = replicaID
         return try read { db in
             var reader = try LogPageReader(db: db, schema: schema, institution: institution ?? own, nowMillis: now)
+            reader.local = local
             reader.unrestricted = institution == nil
             defer { reader.close() }
             return try reader.page(from: 1, maxChanges: .max, maxBytes: .max)
@@ -139,9 +163,11 @@ extension CaseStore {
     ///   - checkpoint: whether to write out materialized state now (the last batch of a
     ///     sync) or leave it to a later checkpoint (the log's tail is replayed meanwhile).
     /// - Returns: what happened to the changes; undecodable ones are in `rejected`.
+    ///   - holdCursor: keep the stored cursor where it is whatever this batch holds (an
+    ///     earlier batch of the session held a change back, see ``ApplyReport/heldBack``).
     public func applyPulled(
         _ changes: [Change], from peer: ReplicaID, logIdentity: String, nextCursor: UInt64, checkpoint: Bool,
-        authentication: PulledSeals? = nil
+        authentication: PulledSeals? = nil, holdCursor: Bool = false
     ) throws(StoreError) -> ApplyReport {
         // Nothing new and the cursor where it was (an idle sync): no transaction, no fsync.
         if changes.isEmpty, try pullCursor(for: peer) == (logIdentity, nextCursor) {
@@ -171,13 +197,25 @@ extension CaseStore {
                     changes[index], body: bodies[index], sealRef: place.sealRef, leaf: place.leaf, report: &report)
             }
             try session.drainPending(report: &report)
+            // A change refused only for now must come again: the cursor stays before
+            // it (the batch is pulled again next time; what applied is skipped then).
+            var cursor = nextCursor
+            if holdCursor || report.heldBack > 0 {
+                report.cursorHeld = true
+                let row = try Row.fetchOne(
+                    session.database, sql: "SELECT logIdentity, pullCursor FROM peerState WHERE peer = ?",
+                    arguments: [peerName])
+                let stored: UInt64 = UInt64(clamping: max(1, (row?["pullCursor"] as Int64?) ?? 1))
+                cursor = (row?["logIdentity"] as String?) == logIdentity ? min(stored, nextCursor) : 1
+            }
+            report.durableCursor = cursor
             try session.database.execute(
                 sql: """
                     INSERT INTO peerState (peer, logIdentity, pullCursor, lastAttemptAt, changesPulled) VALUES (?, ?, ?, ?, ?)
                     ON CONFLICT (peer) DO UPDATE SET logIdentity = excluded.logIdentity, pullCursor = excluded.pullCursor,
                     lastAttemptAt = excluded.lastAttemptAt, changesPulled = peerState.changesPulled + excluded.changesPulled
                     """,
-                arguments: [peerName, logIdentity, Int64(nextCursor), Int64(now), pulled])
+                arguments: [peerName, logIdentity, Int64(clamping: cursor), Int64(clamping: now), pulled])
             return report
         }
     }
@@ -257,6 +295,8 @@ struct LogPageReader {
     private let nowMillis: UInt64
     /// Every case, whole (a bundle for all cases): no entitlement applies.
     var unrestricted = false
+    /// The replica reading its own log (whose own changes a page records as sent).
+    var local: ReplicaID?
 
     private let memo: LogPageMemo
 
@@ -429,7 +469,10 @@ struct LogPageReader {
             // removal had seen) learns of it; others learn nothing of the case. What it
             // learns is that it has no right to the case, and nothing else: the removal
             // alone, as a departure notice (no history, no field it did not hold).
-            if try wasEntitled(in: seen.map(\.change)) {
+            // Or it was ever made a participant here (a grant concurrent with the
+            // removal: it may have received the case from a node that had the grant
+            // and not yet the removal).
+            if try wasEntitled(in: seen.map(\.change)) || everGranted(removal.caseRef) {
                 let item = removal.change
                 departures.append((CaseStore.departureNotice(item.change), item.sealRef, item.leaf, item.caseRef))
             }
@@ -483,9 +526,13 @@ struct LogPageReader {
                 certificates[origin] = [UInt8](data)
             }
         }
+        var own = OwnChangesSent()
+        for item in items where item.change.origin == local && !item.change.ops.contains(where: \.isWithheld) {
+            own.maximumSeq[item.caseRef] = max(own.maximumSeq[item.caseRef] ?? 0, item.change.seq)
+        }
         return LogPage(
             changes: items.map(\.change), nextCursor: nextCursor, isFinal: isFinal, leaves: leaves, seals: seals,
-            certificates: certificates)
+            certificates: certificates, ownChangesSent: own)
     }
 
     /// Every change of the given cases that arrived before `arrival`, in order: one
@@ -509,6 +556,14 @@ struct LogPageReader {
     }
 
     private var institutionBytes: [UInt8] { Array(institution.rawValue.utf8) }
+
+    /// Whether a change held here ever added the institution to the case's participants.
+    private func everGranted(_ caseRef: Int64) throws -> Bool {
+        try Bool.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT EXISTS (SELECT 1 FROM participantGrant WHERE caseRef = ? AND institution = ?)"),
+            arguments: [caseRef, institution.rawValue]) ?? false
+    }
 
     /// Whether this change removes the institution from its case's participants or
     /// from a consent's recipients.

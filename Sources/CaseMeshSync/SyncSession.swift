@@ -219,14 +219,17 @@ public struct SyncSession: Sendable {
     /// The driver applied the batch at the head of the queue durably.
     ///
     /// - Parameter applied: how many of its changes were new here.
-    public mutating func batchApplied(_ applied: Int) -> [Action] {
+    ///   - durableCursor: where the stored cursor stands when the driver kept it before
+    ///     the batch's end (a change refused only for now must be fetched again); the
+    ///     ack tells the peer that, not more.
+    public mutating func batchApplied(_ applied: Int, durableCursor: UInt64? = nil) -> [Action] {
         guard !ended, case .pulling(applying: true) = puller, !queue.isEmpty else { return [] }
         let batch = queue.removeFirst()
         pullCursor.cursor = batch.nextCursor
         summary.batchesReceived += 1
         summary.changesReceived += batch.changes.count
         summary.changesApplied += applied
-        var actions: [Action] = [.send(.ack(.init(cursor: batch.nextCursor)))]
+        var actions: [Action] = [.send(.ack(.init(cursor: durableCursor ?? batch.nextCursor)))]
         if batch.isFinal {
             puller = .finished
             actions.append(.send(.done))
@@ -293,10 +296,6 @@ public struct SyncSession: Sendable {
     }
 
     /// The connection broke or timed out.
-    /// Whether the session has ended (finished or failed): the driver stops then,
-    /// whatever is left unsent.
-    public var hasEnded: Bool { ended }
-
     public mutating func connectionLost(_ reason: String) -> [Action] {
         guard !ended else { return [] }
         ended = true

@@ -41,10 +41,11 @@ import Testing
             wrong.stderr.contains(
                 "presents the certificate of senior.centre/server, but mental.centre/server was expected"),
             "\(wrong.stderr)")
-        // The listening side says which peer left, in words.
+        // The listening side says, in words, that the peer hung up (during the handshake or
+        // right after it, whichever side judged first).
         #expect(
             eventually(5) {
-                senior.log.contains("closed the connection") && senior.log.contains("peer=dong.office/server")
+                senior.log.contains("closed the connection")
             },
             "\(senior.log)")
         #expect(!senior.log.contains("I/O on closed channel"))

@@ -17,18 +17,15 @@ CREATE TABLE departureNotice (
     PRIMARY KEY (caseKey, origin, seq)
 ) WITHOUT ROWID;
 
--- How far a peer (by replica ID) or an exported bundle (by 'bundle:' and the
--- institution it was made for, or 'bundle:*') is known to hold this node's
--- change log: every change with an arrival number below throughArrival that the
--- recipient's institution may receive has reached it. A node purges a case it may
--- no longer hold only once its own changes of that case have reached an
--- institution still entitled to it, so its own work is never lost by leaving.
-CREATE TABLE delivery (
-    recipient       TEXT    PRIMARY KEY,
-    institution     TEXT    NOT NULL,
-    throughArrival  INTEGER NOT NULL,
-    deliveredAt     INTEGER NOT NULL
-) WITHOUT ROWID;
+-- This node's own changes of a case that have gone out whole: the highest own
+-- sequence number of the case that a peer acknowledged having (it was in a page
+-- the peer applied) or that an exported bundle carries. A node purges a case its
+-- institution may no longer hold only once every change it wrote to the case has
+-- gone out, so leaving a case never loses its own work.
+CREATE TABLE ownDelivery (
+    caseRef  INTEGER PRIMARY KEY REFERENCES caseRecord(id),
+    seq      INTEGER NOT NULL
+);
 
 -- One quarantine entry per change (case, origin, seq): a change refused again
 -- refreshes its entry; an entry is resolved when the genuine change is applied.

@@ -50,13 +50,9 @@ extension ChangesCommand {
             } catch {
                 throw CLIError(message: "cannot write \(out): \(error.localizedDescription)")
             }
-            // The bundle carries this node's changes as far as the log reached: a case
-            // withdrawn from this institution may be purged once its edits are in one.
-            try CLIError.wrap {
-                try store.recordDelivery(
-                    to: "bundle:\(institution?.rawValue ?? "*")", institution: institution?.rawValue ?? "*",
-                    throughArrival: page.nextCursor)
-            }
+            // What the bundle carries of this node's own changes has gone out: a case
+            // withdrawn from this institution may be purged once all its edits have.
+            try CLIError.wrap { try store.recordDelivered(page.ownChangesSent) }
             let exported = Set(changes.compactMap { try? Change(decoding: $0).caseID })
             try access.record(store, exported.sorted(), .export, via: "changes export")
             // A case withdrawn from this institution whose own edits this bundle carries

@@ -1,5 +1,5 @@
 /// An origin node's signature over a run of its own changes (authenticity,
-/// DESIGN.md property 6).
+/// property 6 of the Architecture article in CaseMeshNode.docc).
 ///
 /// The origin seals its changes in the order it logged them, at most
 /// ``maximumLeaves`` at a time: the signature (ECDSA P-256 with the key of the

@@ -35,6 +35,13 @@ public struct ApplyReport: Hashable, Sendable {
     /// Departure notices received: changes that ended this institution's right to a
     /// case, acted on without their history (a case not held here is left alone).
     public var departures = 0
+    /// Changes refused only for now (a timestamp too far ahead of this node's clock):
+    /// they must be received again later, so the pull cursor is not moved past them.
+    public var heldBack = 0
+    /// For a pulled batch: whether the stored pull cursor was kept where it was (this
+    /// batch, or an earlier one of the session, held a change back), and where it is.
+    public var cursorHeld = false
+    public var durableCursor: UInt64 = 0
 
     public init() {}
 
@@ -48,5 +55,6 @@ public struct ApplyReport: Hashable, Sendable {
         droppedPurged += other.droppedPurged
         restored += other.restored
         departures += other.departures
+        heldBack += other.heldBack
     }
 }

@@ -391,11 +391,20 @@ final class ApplySession {
         do {
             try change.validateStructure()
             try schema.validate(change)
-            try clock.validate(change.hlc, wallMillis: wallMillis)
         } catch let error as CRDTError {
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
             return
         } catch let error as ModelError {
+            report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
+            return
+        }
+        do {
+            try clock.validate(change.hlc, wallMillis: wallMillis)
+        } catch {
+            // Refused for now, not for good: once the clocks agree (the sender's is
+            // fixed, or time catches up) the same change is acceptable, so it must be
+            // fetched again (the pull cursor does not move past it).
+            report.heldBack += 1
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
             return
         }
