@@ -90,6 +90,7 @@ public struct CaseStore: Sendable {
         }
         return try wrapDatabaseErrors {
             let pool = try DatabasePool(path: path, configuration: configuration())
+            try Migrations.refuseNewer(pool, directory: directory)
             try Migrations.migrator.migrate(pool)
             return try CaseStore(writer: pool, schema: schema, clock: clock)
         }

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// The store's schema migrations, registered in order from `schema/migrations/`.
@@ -17,5 +18,22 @@ enum Migrations {
             try db.execute(sql: String(decoding: PackageResources._003_departures_and_deliveries_sql, as: UTF8.self))
         }
         return migrator
+    }
+
+    /// The store layout this build writes: the number of its last migration.
+    static var storeVersion: Int { migrator.migrations.count }
+
+    /// Refuses a store that a newer build migrated: writing to it with this build's
+    /// idea of the tables could corrupt what the newer build keeps there.
+    static func refuseNewer(_ writer: some DatabaseWriter, directory: String) throws {
+        let known = Set(migrator.migrations)
+        let applied = try writer.read { db in try migrator.appliedIdentifiers(db) }
+        let unknown = applied.subtracting(known)
+        guard !unknown.isEmpty else { return }
+        let newest = unknown.compactMap { Int($0.prefix(4)) }.max() ?? (storeVersion + 1)
+        throw StoreError(
+            code: .schemaMismatch,
+            message: "the store in \(directory) was upgraded by a newer casemesh (store version \(newest)); this "
+                + "casemesh knows store version \(storeVersion): install the newer casemesh to use it")
     }
 }

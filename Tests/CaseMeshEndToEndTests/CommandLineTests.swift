@@ -1,0 +1,82 @@
+import Foundation
+import GRDB
+import Testing
+
+/// The command line as a newcomer meets it.
+@Suite struct CommandLineTests {
+    @Test func versionHelpAndAMistypedSubcommandSayWhatTheyShould() throws {
+        let version = try Binary.run(["--version"])
+        #expect(version.status == 0 && version.stdout.hasPrefix("casemesh "), "\(version.stdout)")
+        #expect(version.stdout.contains("sync protocol 2") && version.stdout.contains("case schema"))
+
+        let typo = try Binary.run(["case", "lsit", "--data", "/nonexistent"])
+        #expect(typo.status != 0)
+        #expect(typo.stderr.contains("'lsit' is not a subcommand of 'casemesh case'; did you mean 'list'?"))
+        #expect(!typo.stderr.contains("Unknown option '--data'"))
+
+        for command in [["audit"], ["quarantine"], ["serve"], ["sync"], ["changes", "import"]] {
+            let help = try Binary.run(command + ["--help"])
+            #expect(help.status == 0)
+            #expect(!help.stdout.contains("\\"), "\(command): no stray backslash")
+        }
+        let sync = try Binary.ok(["sync", "--help"])
+        #expect(!sync.contains("--interval <"), "sync runs one round: it takes no --interval")
+        let serve = try Binary.ok(["serve", "--help"]).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(serve.contains("--interval") && serve.contains("default 30"))
+        #expect(serve.contains("standard error"), "serve says where its JSON line and its log go")
+    }
+
+    /// The design lives in the project: no comment points at a file the project
+    /// does not have.
+    @Test func theArchitectureArticleIsInTheProjectAndNothingCitesAMissingFile() throws {
+        let root = ReadmeTourTests.repository
+        let article = root.appendingPathComponent("Sources/CaseMeshNode/CaseMeshNode.docc/Architecture.md")
+        let text = try String(contentsOf: article, encoding: .utf8)
+        #expect(text.contains("### The properties that must always hold") && text.contains("### Modules"))
+        let enumerator = FileManager.default.enumerator(atPath: root.appendingPathComponent("Sources").path)
+        while let path = enumerator?.nextObject() as? String {
+            guard path.hasSuffix(".swift") || path.hasSuffix(".md") else { continue }
+            let source = try String(contentsOf: root.appendingPathComponent("Sources/" + path), encoding: .utf8)
+            #expect(!source.contains("DESIGN.md"), "\(path) cites DESIGN.md, which the project does not hold")
+        }
+    }
+}
+
+/// Texts that go into a change from the command line, and stores from the future.
+@Suite struct CommandLineRefusalsTests {
+    @Test func controlCharactersNeverEnterAnAccessEntry() throws {
+        let root = Binary.temporaryDirectory("control")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        let caseID = try Binary.ok(["case", "open"] + data)
+        for (flag, value) in [("--actor", "\u{1B}]0;owned\u{07}\u{1B}[2J"), ("--purpose", "visit\u{1B}[2J")] {
+            let refused = try Binary.run(["case", "show", caseID, flag, value] + data)
+            #expect(refused.status != 0 && refused.stderr.contains("control character"), "\(refused.stderr)")
+            #expect(!refused.stdout.contains("\u{1B}") && !refused.stderr.contains("\u{1B}"))
+        }
+        let audit = try Binary.ok(["audit", "--case", caseID] + data)
+        #expect(!audit.contains("\u{1B}"))
+    }
+
+    @Test func aStoreUpgradedByANewerCasemeshIsRefusedNamingBothVersions() throws {
+        let root = Binary.temporaryDirectory("newer-store")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        try Binary.ok(["case", "open"] + data)
+        let database = root + "/dong/casemesh.sqlite"
+        let queue = try DatabaseQueue(path: database)
+        try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('0009-future')") }
+        func applied() throws -> [String] {
+            try queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1") }
+        }
+        let before = try applied()
+        let refused = try Binary.run(["case", "list"] + data)
+        #expect(refused.status != 0)
+        #expect(
+            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 3"),
+            "\(refused.stderr)")
+        #expect(try applied() == before, "nothing was migrated")
+    }
+}
