@@ -24,6 +24,10 @@ public struct SyncTransport: Sendable {
     public let verifier: PeerVerifier
     public let group: any EventLoopGroup
     public var idleTimeout: TimeAmount = .seconds(30)
+    /// The longest a peer may take from connecting to being verified, in total: the
+    /// idle timer restarts on every byte, so a peer trickling one byte at a time would
+    /// otherwise hold a connection slot forever without ever presenting a certificate.
+    public var handshakeTimeout: TimeAmount = .seconds(10)
     public var maximumFrameBytes = SyncMessage.maximumFrameBytes
     /// Counts every connection's protocol bytes.
     public let traffic = TrafficCounter()
@@ -82,6 +86,18 @@ public struct SyncTransport: Sendable {
                 }
             }
         }
+        let handshakeTimeout = handshakeTimeout
+        let deadline = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
+            once.complete(
+                .failure(
+                    NetError(
+                        code: .untrustedPeer,
+                        message:
+                            "the peer was not verified within \(handshakeTimeout.nanoseconds / 1_000_000_000) s of connecting"
+                    )))
+            channel.close(promise: nil)
+        }
+        promise.futureResult.whenComplete { _ in deadline.cancel() }
         channel.closeFuture.whenComplete { _ in
             once.complete(
                 .failure(

@@ -93,7 +93,8 @@ public actor Node: Service {
                 for try await connection in inbound {
                     guard self.admit() else {
                         self.logger.warning(
-                            "connection refused: limit reached", metadata: ["remote": "\(connection.remoteAddress)"])
+                            "connection refused: limit reached (verified peers and handshakes in progress)",
+                            metadata: ["remote": "\(connection.remoteAddress)"])
                         await Self.discard(connection)
                         continue
                     }
@@ -106,20 +107,34 @@ public actor Node: Service {
         }
     }
 
+    /// Admits a connection while there is room. Connections whose peer is not verified
+    /// yet may hold at most half the slots, so that peers slow to present a certificate
+    /// (or never doing so) cannot keep verified peers out; each also has a total
+    /// handshake deadline (``SyncTransport/handshakeTimeout``).
     private func admit() -> Bool {
-        guard activeConnections < configuration.maximumConnections else { return false }
+        guard activeConnections < configuration.maximumConnections,
+            handshaking < max(1, configuration.maximumConnections / 2)
+        else { return false }
         activeConnections += 1
+        handshaking += 1
         return true
     }
 
+    private func verified() { handshaking -= 1 }
+
     private func release() { activeConnections -= 1 }
+
+    /// Admitted connections whose peer is not verified yet.
+    private var handshaking = 0
 
     /// Serves one inbound connection; failures are logged and end only this connection.
     private func serve(_ connection: PeerConnection) async {
         let peer: ReplicaID
         do {
             peer = try await connection.peer.get()
+            verified()
         } catch {
+            verified()
             logger.warning("peer refused", metadata: ["remote": "\(connection.remoteAddress)", "reason": "\(error)"])
             await Self.discard(connection)
             return

@@ -40,6 +40,9 @@ public struct SyncRunner: Sendable {
         }
     }
 
+    /// The most refused changes one session accepts before it ends.
+    public static let maximumRefusedPerSession = 10_000
+
     public init(store: CaseStore) {
         self.store = store
     }
@@ -135,14 +138,36 @@ public struct SyncRunner: Sendable {
                                     refused.append("certificate of \(signer) refused: \(error)")
                                 }
                             }
+                            // Signers already trusted are checked again against the
+                            // current CRL on every batch (a laptop revoked at noon
+                            // writes nothing through this node after noon).
+                            var distrusted: [ReplicaID: String] = [:]
+                            let known = try store.signerCertificates(Set(batch.seals.map(\.origin)))
+                            for (signer, certificate) in known.sorted(by: { $0.key < $1.key }) {
+                                do {
+                                    _ = try await authentication.verifyCertificate(signer, certificate)
+                                } catch {
+                                    distrusted[signer] = "\(error)"
+                                    refused.append("certificate of \(signer) no longer verifies: \(error)")
+                                }
+                            }
                             seals = PulledSeals(
-                                leaves: batch.leaves, seals: batch.seals, certificates: batch.certificates)
+                                leaves: batch.leaves, seals: batch.seals, certificates: batch.certificates,
+                                distrusted: distrusted)
                         }
                         let report = try store.applyPulled(
                             batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
                             checkpoint: batch.isFinal, authentication: seals, holdCursor: holding)
                         holding = holding || report.cursorHeld
                         refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
+                        // A peer that keeps sending what this node refuses is cut off
+                        // (its changes stay refused; the rest came through).
+                        if refused.count > Self.maximumRefusedPerSession {
+                            actions = session.connectionLost(
+                                "\(peer) sent more than \(Self.maximumRefusedPerSession) refused changes; "
+                                    + "this node stops the session (see 'casemesh quarantine')")
+                            continue
+                        }
                         actions += session.batchApplied(
                             report.applied, durableCursor: report.cursorHeld ? report.durableCursor : nil)
                         progress?(session.summary)

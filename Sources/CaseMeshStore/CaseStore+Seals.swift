@@ -337,6 +337,13 @@ extension CaseStore {
     }
 }
 
+extension CaseStore {
+    /// The most unresolved quarantine entries a store keeps.
+    public static let maximumQuarantineRows: Int64 = 100_000
+    /// The most bytes of refused change bodies it keeps (beyond, entries keep none).
+    public static let maximumQuarantineBytes: Int64 = 64 << 20
+}
+
 extension ApplySession {
     /// Checks the seals of a received batch and sorts its changes: those a valid seal
     /// covers, with the stored seal's ID and their leaf; the others are quarantined
@@ -345,7 +352,7 @@ extension ApplySession {
     /// - Returns: for each change, its `seal.id` and leaf, or `nil` when quarantined.
     func authenticate(
         _ changes: [Change], bodies: [[UInt8]], leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID,
-        certificates: [ReplicaID: [UInt8]] = [:], report: inout ApplyReport
+        certificates: [ReplicaID: [UInt8]] = [:], distrusted: [ReplicaID: String] = [:], report: inout ApplyReport
     ) throws -> [(sealRef: Int64, leaf: Int)?] {
         var result: [(sealRef: Int64, leaf: Int)?] = Array(repeating: nil, count: changes.count)
         var reasons: [Int: String] = [:]
@@ -360,7 +367,12 @@ extension ApplySession {
         }
         var keptSeals: [Int: Int64] = [:]
         for (number, seal) in seals.enumerated() where !members[number].isEmpty {
-            let refusal = try check(seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves)
+            // A signer whose certificate was revoked (or expired) is refused from then
+            // on, whatever it sealed and whenever it says it wrote it: a stolen laptop
+            // can claim any time.
+            let refusal =
+                try distrusted[seal.origin].map { "the certificate of \(seal.origin) no longer verifies: \($0)" }
+                ?? check(seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves)
             if let refusal {
                 for index in members[number] { reasons[index] = refusal }
                 if refusal.hasPrefix(Self.unverifiedSigner) {

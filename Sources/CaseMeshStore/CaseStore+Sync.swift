@@ -47,11 +47,18 @@ public struct PulledSeals: Sendable {
     /// The signers' certificates that came with the batch (kept with changes whose
     /// signer could not be verified, so they can be verified again later).
     public var certificates: [ReplicaID: [UInt8]]
+    /// Signers whose certificate no longer verifies (revoked, expired), with why:
+    /// their seals are refused whatever this node recorded of them before.
+    public var distrusted: [ReplicaID: String]
 
-    public init(leaves: [SealLeaf?], seals: [Seal], certificates: [ReplicaID: [UInt8]] = [:]) {
+    public init(
+        leaves: [SealLeaf?], seals: [Seal], certificates: [ReplicaID: [UInt8]] = [:],
+        distrusted: [ReplicaID: String] = [:]
+    ) {
         self.leaves = leaves
         self.seals = seals
         self.certificates = certificates
+        self.distrusted = distrusted
     }
 }
 
@@ -61,14 +68,18 @@ public struct BundleSeals: Sendable {
     public var seals: [Seal]
     public var sender: ReplicaID
     public var certificates: [ReplicaID: [UInt8]]
+    /// As ``PulledSeals/distrusted``.
+    public var distrusted: [ReplicaID: String]
 
     public init(
-        leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID, certificates: [ReplicaID: [UInt8]] = [:]
+        leaves: [SealLeaf?], seals: [Seal], sender: ReplicaID, certificates: [ReplicaID: [UInt8]] = [:],
+        distrusted: [ReplicaID: String] = [:]
     ) {
         self.leaves = leaves
         self.seals = seals
         self.sender = sender
         self.certificates = certificates
+        self.distrusted = distrusted
     }
 }
 
@@ -188,7 +199,7 @@ extension CaseStore {
             if let authentication {
                 located = try session.authenticate(
                     changes, bodies: bodies, leaves: authentication.leaves, seals: authentication.seals, sender: peer,
-                    certificates: authentication.certificates, report: &report)
+                    certificates: authentication.certificates, distrusted: authentication.distrusted, report: &report)
             }
             let dropped = try session.screenPurged(changes, institution: institution, report: &report)
             for index in order where !dropped.contains(index) {

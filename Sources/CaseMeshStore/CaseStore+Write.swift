@@ -96,7 +96,8 @@ extension CaseStore {
                 let located = try session.authenticate(
                     all.map(\.change), bodies: all.map(\.body), leaves: authentication.leaves,
                     seals: authentication.seals, sender: authentication.sender,
-                    certificates: authentication.certificates, report: &report)
+                    certificates: authentication.certificates, distrusted: authentication.distrusted,
+                    report: &report)
                 return (located, report)
             }
         }

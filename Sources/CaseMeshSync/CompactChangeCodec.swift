@@ -91,8 +91,15 @@ public struct CompactChangeDecoder: Sendable {
     private var fields: [Int: FieldKey] = [:]
     private var lastPhysical: UInt64 = 0
 
+    private var stringBytes = 0
+
     /// The most distinct strings one connection may define.
     public static let maximumStrings = 4_000_000
+    /// The most bytes those strings may hold together: the table lives as long as the
+    /// connection, so a peer defining new long strings in every batch would otherwise
+    /// grow this node's memory without end (identifiers and set elements of even a
+    /// large consortium's log fit in a fraction of it).
+    public static let maximumStringBytes = 64 << 20
 
     public init() {}
 
@@ -100,7 +107,12 @@ public struct CompactChangeDecoder: Sendable {
         let raw = try reader.readVarint()
         if raw == 0 {
             guard strings.count < Self.maximumStrings else { throw reader.failure("too many distinct strings") }
-            strings.append(try reader.readString())
+            let text = try reader.readString()
+            stringBytes += text.utf8.count
+            guard stringBytes <= Self.maximumStringBytes else {
+                throw reader.failure("the connection's strings exceed \(Self.maximumStringBytes >> 20) MiB")
+            }
+            strings.append(text)
             return strings.count - 1
         }
         guard raw <= UInt64(strings.count) else { throw reader.failure("reference to undefined string \(raw - 1)") }

@@ -216,4 +216,39 @@ import Testing
         try Binary.ok(["quarantine", "drop", "\(id)"] + dong)
         #expect(!(try Binary.ok(["quarantine", "--all", "--json"] + dong)).contains("\"id\":\(id),"))
     }
+
+    /// A laptop revoked after this node trusted its signer writes nothing through it
+    /// from then on: every import (and every sync batch) checks known signers against
+    /// the current CRL.
+    @Test func aRevokedLaptopsNewChangesAreRefusedWhereItsSignerWasTrusted() throws {
+        let root = Binary.temporaryDirectory("revoked-signer")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let authority = try TestAuthority(in: root)
+        let laptop = ["--data", root + "/laptop"]
+        let dong = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
+        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
+        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
+        let caseID = try Binary.ok(["case", "open"] + laptop)
+        try Binary.ok(
+            ["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
+        try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + laptop + laptopTLS)
+        try Binary.ok(["changes", "import", root + "/1.cmb"] + dong + verify)
+
+        // Stolen at noon: revoked. What it writes after reaches the dong centre's node
+        // in a bundle (by hand, or through a relay that has not heard yet).
+        try authority.revoke("senior.centre/laptop-1")
+        try Binary.ok(["case", "note", caseID, "written-after-revocation"] + laptop)
+        try Binary.ok(["changes", "export", "--out", root + "/2.cmb"] + laptop + laptopTLS)
+        let refused = try Binary.run(["changes", "import", root + "/2.cmb"] + dong + verify)
+        #expect(refused.status != 0 && refused.stderr.contains("no longer verifies"), "\(refused.stderr)")
+        #expect(try NetworkTests.show(root + "/dong", caseID)?.contains("written-after-revocation") == false)
+        #expect(try Binary.ok(["quarantine", "--json"] + dong).contains("no longer verifies"))
+
+        // --ca without --crl is refused: it would accept a revoked signer.
+        let noCRL = try Binary.run(
+            ["changes", "import", root + "/2.cmb", "--ca", authority.directory + "/ca.pem"] + dong)
+        #expect(noCRL.status != 0 && noCRL.stderr.contains("--ca needs --crl"), "\(noCRL.stderr)")
+    }
 }

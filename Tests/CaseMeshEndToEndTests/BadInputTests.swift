@@ -30,7 +30,8 @@ import Testing
         try Binary.ok(["case", "note", caseID, "first visit"] + data)
         let authority = try TestAuthority(in: root)
         return Replica(
-            root: root, data: data, caseID: caseID, verify: ["--ca", authority.directory + "/ca.pem"],
+            root: root, data: data, caseID: caseID,
+            verify: ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"],
             laptop: try authority.issue("senior.centre/laptop-1"))
     }
 

@@ -72,7 +72,7 @@ import Testing
             cases: 60, perCase: 100, to: bundle, tls: try authority.issue(Self.origin.rawValue),
             participants: ["dong.office"])
         let directory = root + "/replica"
-        let verify = ["--ca", authority.directory + "/ca.pem"]
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
         let data = ["--data", directory]
         try Binary.ok(["init", "--replica", "dong.office/server"] + data)
 

@@ -197,7 +197,10 @@ import Testing
         let total = try CrashTests.writeBundle(
             cases: 150, perCase: 100, to: bundle, tls: dongTLS, participants: ["senior.centre"],
             origin: try ReplicaID("dong.office/server"))
-        try Binary.ok(["changes", "import", bundle, "--data", root + "/dong", "--ca", authority.directory + "/ca.pem"])
+        try Binary.ok([
+            "changes", "import", bundle, "--data", root + "/dong", "--ca", authority.directory + "/ca.pem", "--crl",
+            authority.directory + "/crl.pem",
+        ])
         let dong = try NodeProcess(["--data", root + "/dong"] + dongTLS, logPath: root + "/dong.log")
         defer { dong.stop() }
         try Binary.ok(["init", "--replica", "senior.centre/server", "--data", root + "/senior"])

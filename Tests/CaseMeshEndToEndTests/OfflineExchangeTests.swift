@@ -88,7 +88,7 @@ import Testing
         try Binary.ok(["init", "--replica", "dong.office/server"] + a)
         let authority = try TestAuthority(in: root)
         let sealA = Array(try authority.issue("dong.office/server").prefix(6))
-        let verify = ["--ca", authority.directory + "/ca.pem"]
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
         let caseID = try Binary.ok(["case", "open"] + a)
         // Shared with the receiving institution: a node purges a case its institution
         // may not hold, from a bundle as from a sync.
@@ -117,7 +117,7 @@ import Testing
         try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
         let authority = try TestAuthority(in: root)
         let sealDong = Array(try authority.issue("dong.office/server").prefix(6))
-        let verify = ["--ca", authority.directory + "/ca.pem"]
+        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
         let shared = try Binary.ok(["case", "open"] + dong)
         let privateCase = try Binary.ok(["case", "open"] + dong)
         try Binary.ok(

@@ -50,4 +50,37 @@ import Testing
             "\(senior.log)")
         #expect(!senior.log.contains("I/O on closed channel"))
     }
+
+    /// A peer that trickles a TLS record header one byte at a time never presents a
+    /// certificate: it is cut off by the total handshake deadline, not kept for ever by
+    /// an idle timer that restarts on every byte.
+    @Test(.timeLimit(.minutes(1))) func aSlowHandshakeIsCutOffByItsDeadline() throws {
+        let root = Binary.temporaryDirectory("slow-handshake")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["senior": "senior.centre/server"])
+        let senior = try NodeProcess(consortium.data("senior") + consortium.tls["senior"]!, logPath: root + "/s.log")
+        defer { senior.stop() }
+        let script = root + "/slow.py"
+        try """
+        import socket, time
+        s = socket.create_connection(("127.0.0.1", \(senior.port)))
+        start = time.time()
+        try:
+            for byte in bytes([0x16, 0x03, 0x01, 0x02, 0x00]) * 10:
+                s.send(bytes([byte]))
+                s.settimeout(2)
+                try:
+                    if s.recv(1) == b"":
+                        break
+                except socket.timeout:
+                    pass
+        except OSError:
+            pass
+        print(round(time.time() - start))
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let result = try TestAuthority.shell("python3 '\(script)'")
+        let seconds = Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 999
+        #expect(seconds <= 14, "closed after \(seconds) s (the deadline is 10 s): \(result.output)")
+        #expect(eventually(5) { senior.log.contains("not verified within 10 s") }, "\(senior.log)")
+    }
 }

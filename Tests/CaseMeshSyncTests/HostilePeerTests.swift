@@ -108,3 +108,31 @@ import Testing
         #expect(schedule.nextWait(at: 0) == 12, "jitter is clamped to ±20%")
     }
 }
+
+/// Memory a peer can make a node hold for one connection is bounded.
+@Suite struct ConnectionBoundsTests {
+    @Test func aPeerDefiningEverLongerStringsIsRefusedPastTheTablesBound() throws {
+        let origin = try ReplicaID("dong.office/server")
+        let caseID = try CaseID("case-" + String(repeating: "b", count: 26))
+        var encoder = CompactChangeEncoder()
+        var decoder = CompactChangeDecoder()
+        let megabyte = 1 << 20
+        let piece = megabyte - 16
+        var refusedAt: Int?
+        for index in 0..<(CompactChangeDecoder.maximumStringBytes / megabyte + 2) {
+            let element = String(index) + String(repeating: "x", count: piece)
+            let change = Change(
+                caseID: caseID, origin: origin, seq: UInt64(index + 1), hlc: HybridTimestamp(physical: 1),
+                context: VersionVector(index == 0 ? [:] : [origin: UInt64(index)]),
+                ops: [.insert(FieldKey(entity: "case", field: "tags"), element)])
+            let batch = SyncMessage.batch(.init(logIdentity: "x", changes: [change], nextCursor: 2, isFinal: false))
+            do {
+                _ = try SyncMessage(decoding: batch.encoded(changes: &encoder), changes: &decoder)
+            } catch {
+                refusedAt = index
+                break
+            }
+        }
+        #expect(refusedAt == CompactChangeDecoder.maximumStringBytes / piece, "refused once past 64 MiB")
+    }
+}

@@ -84,10 +84,15 @@ extension ChangesCommand {
         @Flag(help: "Print a line after each committed transaction (what it counts is durable).") var progress = false
         @Option(help: "The consortium CA certificate (PEM), to verify signers this node does not know yet.")
         var ca: String?
-        @Option(help: "The consortium CA's revocation list (PEM).") var crl: String?
+        @Option(help: "The consortium CA's revocation list (PEM); required with --ca.") var crl: String?
 
         func validate() throws {
             guard batch > 0 else { throw ValidationError("--batch must be positive") }
+            guard ca == nil || crl != nil else {
+                throw ValidationError(
+                    "--ca needs --crl: without the consortium's revocation list, a revoked laptop's changes would be accepted"
+                )
+            }
         }
 
         func run() async throws {
@@ -104,9 +109,20 @@ extension ChangesCommand {
             // Every change must carry a valid seal of its origin, as from a sync peer:
             // signers are verified against the CA (or already known here).
             var refusedSigners: [String] = []
+            var distrusted: [ReplicaID: String] = [:]
             if let ca {
                 let verifier = try CLIError.wrap { () throws(NetError) in
                     try PeerVerifier(authorityFile: ca, revocationList: crl)
+                }
+                // Signers already trusted here are checked again against this CRL.
+                let known = try CLIError.wrap { try store.signerCertificates(Set(bundle.seals.map(\.origin))) }
+                for (signer, certificate) in known.sorted(by: { $0.key < $1.key }) {
+                    do {
+                        _ = try await verifier.verifySigner(signer, certificate: certificate)
+                    } catch {
+                        distrusted[signer] = "\(error)"
+                        refusedSigners.append("certificate of \(signer) no longer verifies: \(error)")
+                    }
                 }
                 for (signer, certificate) in bundle.certificates.sorted(by: { $0.key < $1.key })
                 where !(try CLIError.wrap { try store.knowsSigner(signer, certificate: certificate) }) {
@@ -134,7 +150,8 @@ extension ChangesCommand {
                 try store.apply(
                     decoded, batchSize: batch,
                     authentication: BundleSeals(
-                        leaves: leaves, seals: bundle.seals, sender: bundle.source, certificates: bundle.certificates)
+                        leaves: leaves, seals: bundle.seals, sender: bundle.source, certificates: bundle.certificates,
+                        distrusted: distrusted)
                 ) { soFar in
                     guard progress else { return }
                     if output.json {

@@ -31,6 +31,8 @@ final class ApplySession {
     var sender: ReplicaID?
     /// The replica receiving (whose institution's departure notices matter here).
     var receiver: ReplicaID?
+    /// Unresolved quarantine entries and their body bytes, once looked up.
+    private var quarantineUsage: (rows: Int64, bytes: Int64)?
     private var institutionNames: [ReplicaID: String] = [:]
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
@@ -346,6 +348,23 @@ final class ApplySession {
     /// change refused again refreshes its entry (the latest reason and sender, one
     /// more attempt), and an entry whose change is already held is resolved at once.
     func quarantine(_ change: Change, body: [UInt8], reason: String, report: inout ApplyReport) throws {
+        // Bounded: a peer that keeps sending refused changes cannot fill the disk.
+        // Past the bounds an entry keeps no body (a retry then needs the change
+        // again), and past the row bound it is only reported.
+        if quarantineUsage == nil {
+            let row = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM quarantine WHERE resolvedAt IS NULL")
+            quarantineUsage = (row?[0] ?? 0, row?[1] ?? 0)
+        }
+        guard quarantineUsage!.rows < CaseStore.maximumQuarantineRows else {
+            report.rejected.append(
+                .init(caseID: change.caseID, dot: change.dot, reason: "refused (quarantine full): \(reason)"))
+            return
+        }
+        let keepsBody = quarantineUsage!.bytes + Int64(body.count) <= CaseStore.maximumQuarantineBytes
+        quarantineUsage!.rows += 1
+        if keepsBody { quarantineUsage!.bytes += Int64(body.count) }
+        let body = keepsBody ? body : []
         let caseRef = try caseRef(change.caseID, create: false)
         let held = try caseRef.map { try version(ofCase: $0).contains(change.dot) } ?? false
         try db.cachedStatement(
