@@ -112,9 +112,13 @@ public struct SyncRunner: Sendable {
                     case .send(let message):
                         try await send(message)
                     case .loadPage(let cursor):
+                        // Edits made beside the running node since its last seal are
+                        // sealed before a peer can pull them (and a page never carries
+                        // one of its own unsealed: it ends before it).
+                        if let authentication { try store.sealOwnChanges(sign: authentication.sign) }
                         let page = try store.logPage(
                             from: cursor, for: peer.institution, maxChanges: pageChanges, maxBytes: pageBytes,
-                            memo: memo)
+                            memo: memo, sealedOnly: authentication != nil)
                         if !page.ownChangesSent.isEmpty { ownSent.append((page.nextCursor, page.ownChangesSent)) }
                         let certificates = page.certificates.filter { !certificatesSent.contains($0.key) }
                         certificatesSent.formUnion(certificates.keys)

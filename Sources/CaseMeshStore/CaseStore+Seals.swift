@@ -360,7 +360,7 @@ extension ApplySession {
         for index in changes.indices {
             guard let leaf = leaves.indices.contains(index) ? leaves[index] : nil, seals.indices.contains(leaf.seal)
             else {
-                reasons[index] = "not signed by its origin"
+                reasons[index] = Self.unsealed
                 continue
             }
             members[leaf.seal].append(index)
@@ -387,6 +387,9 @@ extension ApplySession {
             for index in members[number] { result[index] = (sealRef, leaves[index]!.leaf) }
         }
         for (index, reason) in reasons.sorted(by: { $0.key < $1.key }) {
+            // No seal yet, or a signer not verified yet: the reason may go (the origin
+            // seals it, the certificate comes), so the pull cursor must not pass it.
+            if reason == Self.unsealed || reason.hasPrefix(Self.unverifiedSigner) { report.heldBack += 1 }
             try quarantine(changes[index], body: bodies[index], reason: reason, report: &report)
             if let leaf = leaves.indices.contains(index) ? leaves[index] : nil, let kept = keptSeals[leaf.seal] {
                 try database.execute(
@@ -434,6 +437,7 @@ extension ApplySession {
     }
 
     static let unverifiedSigner = "no verified certificate for its signer"
+    static let unsealed = "not signed by its origin"
 
     /// Keeps a seal whose signer could not be verified, with every leaf's digest and
     /// the certificate that came with it, for ``CaseStore/retryQuarantined()``.

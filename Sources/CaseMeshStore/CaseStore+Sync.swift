@@ -124,9 +124,12 @@ extension CaseStore {
     ///   - maxBytes: likewise, in encoded bytes.
     ///   - memo: what earlier pages of the same session learned; reused while the log
     ///     has not grown since.
+    ///   - sealedOnly: end the page before the first change of this node's own that
+    ///     is not sealed yet (written beside a serving node since it last sealed), so
+    ///     that no peer receives it unsealed; it goes in a later page once sealed.
     public func logPage(
         from cursor: UInt64, for institution: InstitutionID, maxChanges: Int = 4096, maxBytes: Int = 1 << 20,
-        memo: LogPageMemo = LogPageMemo()
+        memo: LogPageMemo = LogPageMemo(), sealedOnly: Bool = false
     ) throws(StoreError) -> LogPage {
         let schema = schema
         let now = clock.nowMillis()
@@ -135,6 +138,7 @@ extension CaseStore {
             var reader = try LogPageReader(
                 db: db, schema: schema, institution: institution, nowMillis: now, memo: memo)
             reader.local = local
+            reader.sealedOnly = sealedOnly
             defer { reader.close() }
             return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: maxBytes)
         }
@@ -308,6 +312,8 @@ struct LogPageReader {
     var unrestricted = false
     /// The replica reading its own log (whose own changes a page records as sent).
     var local: ReplicaID?
+    /// Whether a page ends before the first of `local`'s own changes not sealed yet.
+    var sealedOnly = false
 
     private let memo: LogPageMemo
 
@@ -420,6 +426,7 @@ struct LogPageReader {
         var changes: [Located] = []
         var bytes = 0
         var next = start
+        let localRef = local.flatMap { own in coder.names.first(where: { $0.value == own })?.key }
         var isFinal = true
         var lastSeal: Int64 = 0
         // Cases the institution joins in this page with a history before the cursor.
@@ -436,6 +443,11 @@ struct LogPageReader {
                 // of its other changes to send).
                 if changes.count >= maxChanges || bytes >= maxBytes, entry.sealRef == 0 || entry.sealRef != lastSeal {
                     isFinal = false
+                    break scan
+                }
+                if sealedOnly, entry.sealRef == 0, !entry.isBlank, entry.replicaRef == localRef {
+                    // Written since this node last sealed: the peer gets it next time.
+                    isFinal = true
                     break scan
                 }
                 lastSeal = entry.sealRef

@@ -251,4 +251,40 @@ import Testing
             ["changes", "import", root + "/2.cmb", "--ca", authority.directory + "/ca.pem"] + dong)
         #expect(noCRL.status != 0 && noCRL.stderr.contains("--ca needs --crl"), "\(noCRL.stderr)")
     }
+
+    /// Notes written with the command line while `serve` runs and a peer syncs in a
+    /// loop are sealed before the peer can pull them: the peer ends with every note,
+    /// nothing quarantined and nothing waiting.
+    @Test func editsWhileServingAreSealedBeforeAPeerPullsThem() throws {
+        let root = Binary.temporaryDirectory("edits-while-serving")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let tls = consortium.tls
+        let dong = try NodeProcess(consortium.data("dong") + tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        let caseID = try Binary.ok(["case", "open"] + consortium.data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"]
+                + consortium.data("dong"))
+        let sync =
+            ["sync"] + consortium.data("senior") + tls["senior"]! + ["--peer", "dong.office/server=\(dong.address)"]
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/bin/bash")
+        writer.arguments = [
+            "-c",
+            "for i in $(seq 1 30); do '\(Binary.url.path)' case note \(caseID) note-$i --data '\(root)/dong' >/dev/null; done",
+        ]
+        try writer.run()
+        while writer.isRunning { _ = try Binary.run(sync) }
+        writer.waitUntilExit()
+        try Binary.ok(sync)
+        let shown = try NetworkTests.show(root + "/senior", caseID) ?? ""
+        let missing = (1...30).filter { !shown.contains("\"note-\($0)\"") }
+        #expect(missing.isEmpty, "notes missing on the peer: \(missing)")
+        #expect(try Binary.ok(["quarantine"] + consortium.data("senior")) == "nothing quarantined")
+        #expect(
+            try Binary.ok(["quarantine", "--all"] + consortium.data("senior")) == "nothing quarantined",
+            "no note ever arrived unsealed")
+        #expect(try ConsentTests.rows(root + "/senior", caseID)["pendingChange"] == 0, "nothing waits")
+    }
 }
