@@ -125,18 +125,37 @@ import Testing
         #expect(genuine?.contains("\"high\"") == true && genuine?.contains("\"low\"") == false)
     }
 
+    /// A senior centre laptop and the dong centre's node with one CA: the laptop
+    /// opens a case shared with the dong centre.
+    struct LaptopAndDong {
+        let authority: TestAuthority
+        let laptop: [String]
+        let dong: [String]
+        let laptopTLS: [String]
+        let verify: [String]
+        let caseID: String
+
+        init(in root: String, openWith fields: [String] = []) throws {
+            authority = try TestAuthority(in: root)
+            laptop = ["--data", root + "/laptop"]
+            dong = ["--data", root + "/dong"]
+            try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
+            try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
+            laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
+            verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
+            caseID = try Binary.ok(["case", "open"] + fields + laptop)
+            try Binary.ok(
+                ["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
+        }
+    }
+
     @Test func aBundleIsVerifiedLikeASyncUnsignedOrAlteredChangesAreQuarantined() throws {
         let root = Binary.temporaryDirectory("bundle-seals")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let laptop = ["--data", root + "/laptop"]
-        let dong = ["--data", root + "/dong"]
-        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
-        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
-        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
-        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
-        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
-        try Binary.ok(["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
+        let setup = try LaptopAndDong(in: root, openWith: ["--field", "riskLevel=high"])
+        let (_, laptop, dong, laptopTLS, verify, caseID) = (
+            setup.authority, setup.laptop, setup.dong, setup.laptopTLS, setup.verify, setup.caseID
+        )
 
         // Without its key the laptop cannot seal: the importer quarantines everything.
         let unsigned = try Binary.run(["changes", "export", "--out", root + "/unsigned.cmb"] + laptop)
@@ -178,14 +197,10 @@ import Testing
     @Test func aBundleFromAnUnknownSignerWaitsForTheCAAndARetryAppliesIt() throws {
         let root = Binary.temporaryDirectory("quarantine-retry")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let laptop = ["--data", root + "/laptop"]
-        let dong = ["--data", root + "/dong"]
-        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
-        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
-        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
-        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + laptop)
-        try Binary.ok(["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
+        let setup = try LaptopAndDong(in: root, openWith: ["--field", "riskLevel=high"])
+        let (authority, laptop, dong, laptopTLS, _, caseID) = (
+            setup.authority, setup.laptop, setup.dong, setup.laptopTLS, setup.verify, setup.caseID
+        )
         try Binary.ok(["changes", "export", "--out", root + "/sealed.cmb"] + laptop + laptopTLS)
 
         // No --ca: the signer is new here, so its changes wait, and the tool says why.
@@ -223,16 +238,10 @@ import Testing
     @Test func aRevokedLaptopsNewChangesAreRefusedWhereItsSignerWasTrusted() throws {
         let root = Binary.temporaryDirectory("revoked-signer")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let authority = try TestAuthority(in: root)
-        let laptop = ["--data", root + "/laptop"]
-        let dong = ["--data", root + "/dong"]
-        try Binary.ok(["init", "--replica", "senior.centre/laptop-1"] + laptop)
-        try Binary.ok(["init", "--replica", "dong.office/server"] + dong)
-        let laptopTLS = Array(try authority.issue("senior.centre/laptop-1").prefix(6))
-        let verify = ["--ca", authority.directory + "/ca.pem", "--crl", authority.directory + "/crl.pem"]
-        let caseID = try Binary.ok(["case", "open"] + laptop)
-        try Binary.ok(
-            ["case", "share", caseID, "dong.office", "--allow-new-institution", "dong.office"] + laptop)
+        let setup = try LaptopAndDong(in: root)
+        let (authority, laptop, dong, laptopTLS, verify, caseID) = (
+            setup.authority, setup.laptop, setup.dong, setup.laptopTLS, setup.verify, setup.caseID
+        )
         try Binary.ok(["changes", "export", "--out", root + "/1.cmb"] + laptop + laptopTLS)
         try Binary.ok(["changes", "import", root + "/1.cmb"] + dong + verify)
 
