@@ -60,7 +60,10 @@ public struct SyncRunner: Sendable {
     private func record(_ outcome: Outcome, peer: ReplicaID, sent: [(nextCursor: UInt64, own: OwnChangesSent)])
         -> Outcome
     {
-        try? store.recordSyncOutcome(peer: peer, error: outcome.error?.description)
+        // Refused changes (a clock ahead, a seal that does not verify) show in
+        // `casemesh peers` until a clean sync.
+        let problem = outcome.refused.first.map { "\(outcome.refused.count) changes refused; first: \($0)" }
+        try? store.recordSyncOutcome(peer: peer, error: outcome.error?.description, problem: problem)
         // The pages the peer acknowledged: what they carried of this node's own is out.
         var delivered = OwnChangesSent()
         for page in sent where page.nextCursor <= outcome.summary.peerHolds { delivered.formUnion(page.own) }

@@ -240,7 +240,11 @@ extension CaseStore {
     /// - Note: This bookkeeping commits without waiting for the disk (synchronous
     ///   NORMAL for this one transaction): after a power cut a peer's last-success
     ///   time may be a sync behind, never its data or cursor, which commit with FULL.
-    public func recordSyncOutcome(peer: ReplicaID, error: String?) throws(StoreError) {
+    /// - Parameters:
+    ///   - error: why the sync failed (`nil`: it finished).
+    ///   - problem: what went wrong in a sync that finished (changes refused), kept as
+    ///     the peer's last error for `casemesh peers` without hiding the success.
+    public func recordSyncOutcome(peer: ReplicaID, error: String?, problem: String? = nil) throws(StoreError) {
         let now = Int64(clock.nowMillis())
         let peerName = peer.rawValue
         try Self.wrapDatabaseErrors {
@@ -255,7 +259,7 @@ extension CaseStore {
                             lastSuccessAt = coalesce(excluded.lastSuccessAt, peerState.lastSuccessAt),
                             lastError = excluded.lastError
                             """,
-                        arguments: [peerName, now, error == nil ? now : nil, error])
+                        arguments: [peerName, now, error == nil ? now : nil, error ?? problem])
                     return .commit
                 }
             }

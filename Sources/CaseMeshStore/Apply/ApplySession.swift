@@ -211,6 +211,16 @@ final class ApplySession {
             try db.execute(sql: "DELETE FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef])
             cache.versions[caseRef] = VersionVector()
         }
+        // A timestamp far ahead of this node's own clock (its clock was set ahead,
+        // then fixed) would be refused by every peer: say so instead of writing it.
+        if clock.latest.physical > wallMillis &+ clock.maximumDriftMillis {
+            let hours = Double(clock.latest.physical - wallMillis) / 3_600_000
+            throw StoreError(
+                code: .invalidWrite,
+                message: "this node's last timestamp is \(String(format: "%.1f", hours)) hours ahead of its clock "
+                    + "(the clock was set ahead earlier): its changes would be refused by every peer until then; "
+                    + "check the system clock")
+        }
         let context = try version(ofCase: caseRef)
         let change = Change(
             caseID: caseID, origin: origin, seq: context[origin] + 1, hlc: clock.tick(wallMillis: wallMillis),
