@@ -69,8 +69,21 @@ public struct CaseStore: Sendable {
         if FileManager.default.fileExists(atPath: path) {
             throw StoreError(code: .alreadyInitialized, message: "\(directory) already holds a replica")
         }
-        return try wrapDatabaseErrors {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw StoreError(
+                code: .database, message: "\(directory) is a file, not a directory: give --data a directory")
+        }
+        do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+            let reason =
+                underlying.map { String(cString: strerror(Int32(truncatingIfNeeded: $0.code))) }
+                ?? "check that its parent folders exist, are folders and are writable"
+            throw StoreError(code: .database, message: "cannot create the data directory \(directory): \(reason)")
+        }
+        return try wrapDatabaseErrors {
             let pool = try DatabasePool(path: path, configuration: configuration())
             try initialize(pool, replicaID: replicaID, schema: schema, clock: clock)
             return try CaseStore(writer: pool, schema: schema, clock: clock)

@@ -59,6 +59,18 @@ import Testing
         #expect(!audit.contains("\u{1B}"))
     }
 
+    @Test func initOnAFileOrAnImpossiblePathSaysSoInWords() throws {
+        let root = Binary.temporaryDirectory("init-file")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let file = root + "/not-a-directory"
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        let onFile = try Binary.run(["init", "--replica", "dong.office/server", "--data", file])
+        #expect(onFile.status != 0 && onFile.stderr.contains("is a file, not a directory"), "\(onFile.stderr)")
+        let impossible = try Binary.run(["init", "--replica", "dong.office/server", "--data", file + "/below"])
+        #expect(impossible.status != 0 && impossible.stderr.contains("cannot create the data directory"))
+        for result in [onFile, impossible] { #expect(!result.stderr.contains("NSCocoaErrorDomain")) }
+    }
+
     @Test func aStoreUpgradedByANewerCasemeshIsRefusedNamingBothVersions() throws {
         let root = Binary.temporaryDirectory("newer-store")
         defer { try? FileManager.default.removeItem(atPath: root) }
