@@ -97,6 +97,18 @@ let package = Package(
         ),
         .executableTarget(name: "casemesh", dependencies: ["CaseMeshCLI"], swiftSettings: strictSettings),
         .target(
+            name: "CaseMeshFuzzTargets",
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // libFuzzer targets when built by scripts/fuzz (-sanitize=fuzzer -D FUZZING);
+        // otherwise a replayer of saved inputs.
+        .executableTarget(
+            name: "casemesh-fuzz", dependencies: ["CaseMeshFuzzTargets"], swiftSettings: strictSettings),
+        .target(
             name: "CaseMeshTestSupport",
             dependencies: ["CaseMeshCRDT", "CaseMeshModel"],
             path: "Tests/CaseMeshTestSupport",
@@ -110,8 +122,8 @@ let package = Package(
         .testTarget(
             name: "CaseMeshStoreTests",
             dependencies: [
-                "CaseMeshStore", "CaseMeshTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CaseMeshStore", "CaseMeshFuzzTargets", "CaseMeshTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),
