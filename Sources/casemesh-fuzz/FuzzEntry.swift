@@ -8,6 +8,24 @@ import Foundation
         FuzzEntry.target.run(Array(UnsafeBufferPointer(start: data, count: size)))
         return 0
     }
+
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+    ) -> CInt
+
+    /// SwiftPM links an executable's `main` to this symbol: hand the process to
+    /// libFuzzer's driver (its own `main` is then not linked).
+    @_cdecl("casemesh_fuzz_main")
+    public func fuzzMain(
+        _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+    ) -> CInt {
+        var count = argc
+        var arguments = argv
+        return runFuzzerDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+    }
 #else
     /// Without the fuzzer: replays inputs, `casemesh-fuzz TARGET FILE...`, and exits
     /// non-zero only if one of them traps (which ends the process).
