@@ -6,26 +6,10 @@ import Testing
 /// A node whose clock was set ahead, then fixed, does not stamp new changes with a
 /// timestamp every peer would refuse: it says why instead.
 @Suite struct ClockAheadTests {
-    final class SettableClock: WallClock, @unchecked Sendable {
-        private let lock = NSLock()
-        private var millis: UInt64
-        init(_ millis: UInt64) { self.millis = millis }
-        func nowMillis() -> UInt64 {
-            lock.lock()
-            defer { lock.unlock() }
-            return millis
-        }
-        func set(_ value: UInt64) {
-            lock.lock()
-            millis = value
-            lock.unlock()
-        }
-    }
-
     @Test func aNodeRefusesToStampChangesFarAheadOfItsOwnClock() throws {
         let now: UInt64 = 1_795_392_000_000
         let day: UInt64 = 86_400_000
-        let clock = SettableClock(now + day)
+        let clock = RetentionTests.MovableClock(now + day)
         let store = try CaseStore.inMemory(replicaID: ReplicaID("senior.centre/laptop-1"), clock: clock)
         var generator = SystemRandomNumberGenerator()
         let caseID = try store.openCase(using: &generator).caseID

@@ -20,6 +20,12 @@ import Testing
             millis += days * 86_400_000
             lock.unlock()
         }
+        /// Sets the clock, backwards too (a clock that was wrong and is fixed).
+        func set(_ value: UInt64) {
+            lock.lock()
+            millis = value
+            lock.unlock()
+        }
     }
 
     @Test func entriesPastRetentionAreDestroyedAndTheLogStillReplicates() throws {
