@@ -190,6 +190,6 @@ import Testing
             if noted { landed += 1 }
             #expect(noted == writers.contains("worker-\(attempt)"), "attempt \(attempt): note \(noted)")
         }
-        #expect(landed > 0 && landed < 40 || killed < 40, "some writes landed")
+        #expect(landed > 0, "some writes landed before their process was killed or finished")
     }
 }
