@@ -166,6 +166,7 @@ public struct SyncRunner: Sendable {
                             batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
                             checkpoint: batch.isFinal, authentication: seals, holdCursor: holding)
                         holding = holding || report.cursorHeld
+                        refused += batch.refused.map { "\($0.label): \($0.reason)" }
                         refused += report.undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
                         // A peer that keeps sending what this node refuses is cut off
                         // (its changes stay refused; the rest came through).

@@ -17,12 +17,17 @@ public struct AccessRecord: Hashable, Sendable, Codable {
     public var purpose: String
     /// The command or API that made the access.
     public var via: String
+    /// When the access happened, for an entry recorded later than that (kept aside
+    /// while the disk was full, see ``CaseStore/read(_:recording:)``); otherwise the
+    /// entry's own timestamp is the time.
+    public var occurredAtMillis: UInt64?
 
-    public init(action: AccessAction, actor: String, purpose: String, via: String) {
+    public init(action: AccessAction, actor: String, purpose: String, via: String, occurredAtMillis: UInt64? = nil) {
         self.action = action
         self.actor = actor
         self.purpose = purpose
         self.via = via
+        self.occurredAtMillis = occurredAtMillis
     }
 
     /// Refuses an entry whose texts could not be shown safely on another node's
@@ -47,6 +52,9 @@ public struct AccessEntry: Hashable, Sendable {
     /// The node that recorded it (its institution is the part before `/`).
     public var node: ReplicaID
     public var hlc: HybridTimestamp
+
+    /// When the access happened (milliseconds since 1970).
+    public var occurredAtMillis: UInt64 { record.occurredAtMillis ?? hlc.physical }
 }
 
 extension CaseStore {
@@ -96,11 +104,24 @@ extension CaseStore {
     }
 
     /// Appends the same entry to the access logs of several cases, in one transaction.
+    ///
+    /// On a full disk the entry goes to the reserve kept beside the database (see
+    /// `AccessSpill`), synced before this returns, and into the access logs as soon as
+    /// the store can write again; so a read stays possible and still is never
+    /// unrecorded. When the reserve is used up too, this throws and the caller must
+    /// not show the data.
     public func recordAccess(to caseIDs: [CaseID], _ record: AccessRecord) throws(StoreError) {
         let writes = try accessLogWrites(for: caseIDs, record)
         guard !writes.isEmpty else { return }
-        try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
-            try Self.commit(writes, in: session)
+        try moveSpilledAccess()
+        do {
+            try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
+                try Self.commit(writes, in: session)
+            }
+        } catch  where error.isDiskFull {
+            guard let spill else { throw error }
+            try spill.append(
+                .init(caseIDs: caseIDs.map(\.rawValue), record: record, occurredAtMillis: clock.nowMillis()))
         }
     }
 
@@ -183,10 +204,47 @@ extension CaseStore {
     /// - Throws: ``StoreError`` `caseNotFound` when the case is not held here, and
     ///   `withdrawn` when this institution's right to it has ended (it is kept only
     ///   until its own edits have gone out, and shown to nobody).
+    ///
+    /// On a full disk the read still happens (see `recordAccess(to:_:)`):
+    /// no read goes unrecorded, but none is refused while the reserve lasts.
     public func read(_ caseID: CaseID, recording record: AccessRecord) throws(StoreError) -> CaseSnapshot {
         try requireEntitled(caseID)
         try recordAccess(to: caseID, record)
         return try snapshot(of: caseID)
+    }
+
+    /// Moves access entries kept aside on a full disk into their cases' access logs,
+    /// with the time each access happened; they stay aside while the disk is still full.
+    public func moveSpilledAccess() throws(StoreError) {
+        guard let spill else { return }
+        let waiting = spill.entries()
+        guard !waiting.isEmpty else { return }
+        var writes: [AccessLogWrite] = []
+        for entry in waiting {
+            var record = entry.record
+            record.occurredAtMillis = entry.occurredAtMillis
+            for text in entry.caseIDs {
+                // A case purged since is gone with its log; an entry that does not
+                // parse was not written by this store.
+                guard let caseID = try? CaseID(text), let made = try? accessLogWrites(for: [caseID], record)
+                else { continue }
+                writes += made
+            }
+        }
+        do {
+            try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { [writes] session in
+                // Several entries of one case: the companion is new only for the first.
+                var opened: Set<CaseID> = []
+                for var write in writes {
+                    if opened.contains(write.companion) { write.isNew = false }
+                    opened.insert(write.companion)
+                    try Self.commit([write], in: session)
+                }
+            }
+        } catch  where error.isDiskFull {
+            return
+        }
+        spill.clear()
     }
 
     /// Refuses a case this institution may no longer see (see ``withdrawal(of:)``).

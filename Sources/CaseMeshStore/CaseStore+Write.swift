@@ -49,7 +49,10 @@ extension CaseStore {
     {
         // A person (a write with its access entry) may not edit a case withdrawn from
         // their institution; the system's own writes (and a simulation's) are not asked.
-        if record != nil { try requireEntitled(caseID) }
+        if record != nil {
+            try requireEntitled(caseID)
+            try moveSpilledAccess()
+        }
         let access = try record.map { record throws(StoreError) in try accessLogWrites(for: [caseID], record) }
         return try commit(caseID: caseID, ops: ops, isNewCase: false, access: access ?? [])
     }

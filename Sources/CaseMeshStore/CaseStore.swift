@@ -18,14 +18,17 @@ public struct CaseStore: Sendable {
     let writer: any DatabaseWriter
     let clock: any WallClock
     let cache = StoreCache()
+    /// The reserve for access entries on a full disk (none for a store in memory).
+    let spill: AccessSpill?
     /// How far ahead of the wall clock a received change's timestamp may be.
     public var maximumDriftMillis: UInt64 = HybridLogicalClock.defaultMaximumDriftMillis
 
     /// The name of the database file inside a data directory.
     public static let databaseFileName = "casemesh.sqlite"
 
-    init(writer: any DatabaseWriter, schema: CaseSchema, clock: any WallClock) throws {
+    init(writer: any DatabaseWriter, schema: CaseSchema, clock: any WallClock, spill: AccessSpill? = nil) throws {
         self.writer = writer
+        self.spill = spill
         self.schema = schema
         self.clock = clock
         let info = try writer.read { db in
@@ -86,7 +89,8 @@ public struct CaseStore: Sendable {
         return try wrapDatabaseErrors {
             let pool = try DatabasePool(path: path, configuration: configuration())
             try initialize(pool, replicaID: replicaID, schema: schema, clock: clock)
-            return try CaseStore(writer: pool, schema: schema, clock: clock)
+            return try CaseStore(
+                writer: pool, schema: schema, clock: clock, spill: AccessSpill.open(directory: directory))
         }
     }
 
@@ -101,11 +105,21 @@ public struct CaseStore: Sendable {
             throw StoreError(
                 code: .notInitialized, message: "no replica in \(directory); run 'casemesh init --replica ID' first")
         }
-        return try wrapDatabaseErrors {
-            let pool = try DatabasePool(path: path, configuration: configuration())
-            try Migrations.refuseNewer(pool, directory: directory)
-            try Migrations.migrator.migrate(pool)
-            return try CaseStore(writer: pool, schema: schema, clock: clock)
+        func openPool() throws(StoreError) -> CaseStore {
+            try wrapDatabaseErrors {
+                let pool = try DatabasePool(path: path, configuration: configuration())
+                try Migrations.refuseNewer(pool, directory: directory)
+                try Migrations.migrator.migrate(pool)
+                return try CaseStore(
+                    writer: pool, schema: schema, clock: clock, spill: AccessSpill.open(directory: directory))
+            }
+        }
+        do {
+            return try openPool()
+        } catch  where error.isStorageFailure && AccessSpill.releaseRoom(in: directory) {
+            // A full disk: SQLite could not rebuild its index file. The reserve's room
+            // for it is given back and the store opened again, so cases can be read.
+            return try openPool()
         }
     }
 

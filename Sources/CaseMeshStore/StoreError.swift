@@ -1,3 +1,5 @@
+import GRDB
+
 /// An error raised by the case store.
 ///
 /// Refusals caused by input (a bad change, an unknown case, a store of another
@@ -39,4 +41,20 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+}
+
+extension StoreError {
+    /// Whether SQLite refused a write because the disk (or the database's page limit)
+    /// is full.
+    public var isDiskFull: Bool {
+        guard code == .database, let error = cause as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_FULL
+    }
+
+    /// Whether SQLite failed on the file system (an I/O error: on a full disk, a WAL
+    /// database cannot even be opened).
+    var isStorageFailure: Bool {
+        guard code == .database, let error = cause as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_IOERR || error.resultCode == .SQLITE_FULL
+    }
 }

@@ -123,33 +123,80 @@ public struct CompactChangeDecoder: Sendable {
         strings[try readIndex(&reader)]
     }
 
-    private mutating func readCaseID(_ reader: inout BinaryReader) throws(CRDTError) -> CaseID {
+    // An identifier that does not parse spoils its change, not the frame: the bytes
+    // around it are still read (the layout does not depend on the text), so the
+    // decoder notes the problem in `problem` and goes on to the next change.
+
+    private mutating func readCaseID(_ reader: inout BinaryReader, _ problem: inout String?) throws(CRDTError)
+        -> CaseID?
+    {
         let index = try readIndex(&reader)
         if let known = caseIDs[index] { return known }
-        let parsed = try CaseID(strings[index])
-        caseIDs[index] = parsed
-        return parsed
+        do {
+            let parsed = try CaseID(strings[index])
+            caseIDs[index] = parsed
+            return parsed
+        } catch {
+            problem = problem ?? error.message
+            return nil
+        }
     }
 
-    private mutating func readReplica(_ reader: inout BinaryReader) throws(CRDTError) -> ReplicaID {
+    private mutating func readReplica(_ reader: inout BinaryReader, _ problem: inout String?) throws(CRDTError)
+        -> ReplicaID?
+    {
         let index = try readIndex(&reader)
         if let known = replicas[index] { return known }
-        let parsed = try ReplicaID(strings[index])
-        replicas[index] = parsed
-        return parsed
+        do {
+            let parsed = try ReplicaID(strings[index])
+            replicas[index] = parsed
+            return parsed
+        } catch {
+            problem = problem ?? error.message
+            return nil
+        }
     }
 
-    private mutating func readField(_ reader: inout BinaryReader) throws(CRDTError) -> FieldKey {
+    private mutating func readField(_ reader: inout BinaryReader, _ problem: inout String?) throws(CRDTError)
+        -> FieldKey?
+    {
         let index = try readIndex(&reader)
         if let known = fields[index] { return known }
-        let parsed = try FieldKey(parsing: strings[index])
-        fields[index] = parsed
-        return parsed
+        do {
+            let parsed = try FieldKey(parsing: strings[index])
+            fields[index] = parsed
+            return parsed
+        } catch {
+            problem = problem ?? error.message
+            return nil
+        }
     }
 
+    /// Reads one change.
+    ///
+    /// - Throws: ``CRDTError`` when the bytes cannot be read, or when they read but do
+    ///   not make a valid change (see ``decodeEntry(from:)`` to tell the two apart).
     public mutating func decode(from reader: inout BinaryReader) throws(CRDTError) -> Change {
-        let caseID = try readCaseID(&reader)
-        let origin = try readReplica(&reader)
+        switch try decodeEntry(from: &reader) {
+        case .change(let change): return change
+        case .refused(let refused): throw CRDTError(code: .invalidChange, message: refused.reason)
+        }
+    }
+
+    /// One change read from a batch: valid, or well-formed bytes that do not make a
+    /// valid change (an identifier that does not parse, a structure the change rules
+    /// refuse). The second kind is refused alone; the reader is past it.
+    public enum Entry: Sendable {
+        case change(Change)
+        case refused(RefusedChange)
+    }
+
+    /// Reads one change; throws only when the bytes themselves cannot be read (then
+    /// nothing after them can be either).
+    public mutating func decodeEntry(from reader: inout BinaryReader) throws(CRDTError) -> Entry {
+        var problem: String?
+        let caseID = try readCaseID(&reader, &problem)
+        let origin = try readReplica(&reader, &problem)
         let seq = try reader.readNumber("sequence number")
         let delta = try reader.readSignedVarint()
         let physical = lastPhysical &+ UInt64(bitPattern: delta)
@@ -160,10 +207,11 @@ public struct CompactChangeDecoder: Sendable {
         var context = VersionVector()
         var previous: ReplicaID?
         for _ in 0..<(try reader.readCount(limit: 100_000, "context size")) {
-            let replica = try readReplica(&reader)
+            let replica = try readReplica(&reader, &problem)
             let entrySeq = try reader.readNumber("context sequence number")
-            guard previous.map({ $0 < replica }) ?? true, entrySeq > 0 else {
-                throw reader.failure("context entries must be sorted, unique and positive")
+            guard let replica else { continue }
+            if !(previous.map({ $0 < replica }) ?? true) || entrySeq == 0 {
+                problem = problem ?? "context entries must be sorted, unique and positive"
             }
             previous = replica
             context[replica] = entrySeq
@@ -173,38 +221,73 @@ public struct CompactChangeDecoder: Sendable {
         ops.reserveCapacity(count)
         for _ in 0..<count {
             let tag = try reader.readByte()
-            let field = try readField(&reader)
+            let field = try readField(&reader, &problem)
+            let op: (FieldKey) -> FieldOperation
             switch tag {
             case 1:
                 let valueTag = try reader.readByte()
+                let value: Value
                 switch valueTag {
-                case 1: ops.append(.assign(field, .string(try reader.readString())))
-                case 2: ops.append(.assign(field, .integer(try reader.readSignedVarint())))
+                case 1: value = .string(try reader.readString())
+                case 2: value = .integer(try reader.readSignedVarint())
                 case 3:
                     let byte = try reader.readByte()
                     guard byte <= 1 else { throw reader.failure("boolean byte \(byte)") }
-                    ops.append(.assign(field, .boolean(byte == 1)))
+                    value = .boolean(byte == 1)
                 default: throw reader.failure("unknown value tag \(valueTag)")
                 }
-            case 2: ops.append(.insert(field, try readString(&reader)))
-            case 3: ops.append(.remove(field, try readString(&reader)))
-            case 4: ops.append(.append(field, try reader.readString()))
+                op = { .assign($0, value) }
+            case 2:
+                let element = try readString(&reader)
+                op = { .insert($0, element) }
+            case 3:
+                let element = try readString(&reader)
+                op = { .remove($0, element) }
+            case 4:
+                let text = try reader.readString()
+                op = { .append($0, text) }
             case 5:
-                let targetOrigin = try readReplica(&reader)
+                let targetOrigin = try readReplica(&reader, &problem)
                 let targetSeq = try reader.readNumber("sequence number")
                 let index = try reader.readCount(limit: Change.maximumOperations, "log entry index")
                 guard targetSeq > 0 else { throw reader.failure("sequence number 0") }
-                ops.append(
-                    .redact(field, LogEntryID(dot: Dot(origin: targetOrigin, seq: targetSeq), index: UInt32(index))))
-            case 6: ops.append(.withheld(field, digest: try reader.readBytes(32)))
+                guard let targetOrigin else { continue }
+                let target = LogEntryID(dot: Dot(origin: targetOrigin, seq: targetSeq), index: UInt32(index))
+                op = { .redact($0, target) }
+            case 6:
+                let digest = try reader.readBytes(32)
+                op = { .withheld($0, digest: digest) }
             default: throw reader.failure("unknown operation tag \(tag)")
             }
+            if let field { ops.append(op(field)) }
+        }
+        let label =
+            "\(caseID?.rawValue ?? "(unreadable case ID)") \(origin?.rawValue ?? "(unreadable replica ID)"):\(seq)"
+        guard let caseID, let origin, problem == nil else {
+            return .refused(RefusedChange(label: label, reason: problem ?? "unreadable change"))
         }
         let change = Change(
             caseID: caseID, origin: origin, seq: seq,
             hlc: HybridTimestamp(physical: physical, logical: UInt32(logical)),
             context: context, ops: ops)
-        try change.validateStructure()
-        return change
+        do {
+            try change.validateStructure()
+        } catch {
+            return .refused(RefusedChange(label: label, reason: error.message))
+        }
+        return .change(change)
+    }
+}
+
+/// A change of a batch that was read but refused before reaching the store: its
+/// identifiers as far as they could be read, and why.
+public struct RefusedChange: Hashable, Sendable {
+    /// "CASE ORIGIN:SEQ", with a placeholder for an identifier that did not parse.
+    public var label: String
+    public var reason: String
+
+    public init(label: String, reason: String) {
+        self.label = label
+        self.reason = reason
     }
 }

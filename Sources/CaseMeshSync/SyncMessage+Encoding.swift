@@ -92,13 +92,24 @@ extension SyncMessage {
             let count = try reader.readCount(limit: 1 << 20, "change count")
             var changes: [Change] = []
             changes.reserveCapacity(min(count, 65_536))
-            for _ in 0..<count { changes.append(try decoder.decode(from: &reader)) }
+            var refused: [RefusedChange] = []
+            var kept: [Int] = []
+            for index in 0..<count {
+                switch try decoder.decodeEntry(from: &reader) {
+                case .change(let change):
+                    changes.append(change)
+                    kept.append(index)
+                case .refused(let change): refused.append(change)
+                }
+            }
             var leaves = try Seal.decodeLeaves(count: count, from: &reader)
             var seals: [Seal] = []
             for _ in 0..<(try reader.readCount(limit: 1 << 20, "seal count")) { seals.append(try Seal(from: &reader)) }
             guard leaves.allSatisfy({ $0.map { $0.seal < seals.count } ?? true }) else {
                 throw reader.failure("a change names a seal the batch does not carry")
             }
+            // The leaves of refused changes go with them.
+            if !refused.isEmpty, !leaves.isEmpty { leaves = kept.map { leaves[$0] } }
             // No seal at all reads as no leaves, as a batch built without them.
             if leaves.allSatisfy({ $0 == nil }) { leaves = [] }
             var certificates: [ReplicaID: [UInt8]] = [:]
@@ -113,7 +124,7 @@ extension SyncMessage {
             self = .batch(
                 Batch(
                     logIdentity: logIdentity, changes: changes, nextCursor: nextCursor, isFinal: finalByte == 1,
-                    leaves: leaves, seals: seals, certificates: certificates))
+                    leaves: leaves, seals: seals, certificates: certificates, refused: refused))
         case .ack:
             self = .ack(Ack(cursor: try reader.readNumber("ack cursor")))
         case .done:

@@ -62,11 +62,17 @@ public enum SyncMessage: Hashable, Sendable {
         public var seals: [Seal]
         /// The certificates of the seals' signers (DER), for receivers that do not know them.
         public var certificates: [ReplicaID: [UInt8]]
+        /// On the receiving side: changes whose bytes were read but that are not valid
+        /// changes (an identifier that does not parse, a structure the change rules
+        /// refuse). They are refused one by one; the rest of the batch applies. Never
+        /// sent: the sender's side is always empty.
+        public var refused: [RefusedChange]
 
         public init(
             logIdentity: String, changes: [Change], nextCursor: UInt64, isFinal: Bool, leaves: [SealLeaf?] = [],
-            seals: [Seal] = [], certificates: [ReplicaID: [UInt8]] = [:]
+            seals: [Seal] = [], certificates: [ReplicaID: [UInt8]] = [:], refused: [RefusedChange] = []
         ) {
+            self.refused = refused
             self.logIdentity = logIdentity
             self.changes = changes
             self.nextCursor = nextCursor

@@ -51,6 +51,52 @@ import Testing
         #expect(throws: CRDTError.self) { try Seal(from: &reader) }
     }
 
+    /// A change that reads but is not valid (a field name that does not parse, a
+    /// redaction of an entry its origin had not seen) is refused alone: the changes
+    /// around it in the same batch still arrive, with their seal leaves.
+    @Test func oneInvalidChangeIsRefusedAloneAndTheRestOfTheBatchArrives() throws {
+        let caseID = try CaseID("case-" + String(repeating: "c", count: 26))
+        func change(_ seq: UInt64, _ op: FieldOperation) -> Change {
+            Change(
+                caseID: caseID, origin: Self.peer, seq: seq, hlc: HybridTimestamp(physical: 1_000 + seq),
+                context: VersionVector(seq == 1 ? [:] : [Self.peer: seq - 1]), ops: [op])
+        }
+        let notes = FieldKey(entity: "case", field: "notes")
+        let good1 = change(1, .append(notes, "first"))
+        let badField = change(2, .assign(FieldKey(entity: "person", instance: "P1", field: "name"), .string("x")))
+        let badRedaction = change(
+            3, .redact(notes, LogEntryID(dot: Dot(origin: Self.peer, seq: 9), index: 0)))
+        let good2 = change(4, .append(notes, "second"))
+        let leaves = (0..<4).map { SealLeaf(seal: 0, leaf: $0) }
+        let seal = Seal(
+            origin: Self.peer, number: 1, leafCount: 4, signature: Array(repeating: 1, count: 64), digests: [:])
+        var encoder = CompactChangeEncoder()
+        var decoder = CompactChangeDecoder()
+        let sent = SyncMessage.batch(
+            .init(
+                logIdentity: "x", changes: [good1, badField, badRedaction, good2], nextCursor: 5, isFinal: true,
+                leaves: leaves, seals: [seal]))
+        guard case .batch(let batch) = try SyncMessage(decoding: sent.encoded(changes: &encoder), changes: &decoder)
+        else {
+            Issue.record("not a batch")
+            return
+        }
+        #expect(batch.changes == [good1, good2])
+        #expect(batch.leaves == [leaves[0], leaves[3]], "each kept change keeps its own leaf")
+        #expect(batch.refused.count == 2)
+        #expect(batch.refused[0].label.hasSuffix(":2") && batch.refused[0].reason.contains("person#P1.name"))
+        #expect(batch.refused[1].label.hasSuffix(":3") && batch.refused[1].reason.contains("had not seen"))
+        // The connection's string table is still in step: the next batch reads.
+        let next = SyncMessage.batch(
+            .init(logIdentity: "x", changes: [change(5, .append(notes, "third"))], nextCursor: 6, isFinal: true))
+        guard case .batch(let after) = try SyncMessage(decoding: next.encoded(changes: &encoder), changes: &decoder)
+        else {
+            Issue.record("not a batch")
+            return
+        }
+        #expect(after.changes.count == 1 && after.refused.isEmpty)
+    }
+
     /// Hello, then an ack for nothing, then the connection resets: the refusal cannot be
     /// sent, and the session must end rather than loop on the finished stream.
     @Test(.timeLimit(.minutes(1))) func anAckOutOfTurnOnAResetConnectionEndsTheSession() async throws {

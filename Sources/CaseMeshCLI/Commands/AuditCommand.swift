@@ -31,13 +31,14 @@ struct AuditCommand: ParsableCommand {
         let entries = try CLIError.wrap { try store.accessLog(of: caseID) }
         let now = SystemWallClock().nowMillis()
         let horizon = now - min(now, UInt64(retentionDays) * 86_400_000)
-        let kept = entries.filter { $0.hlc.physical >= horizon }
+        let kept = entries.filter { $0.occurredAtMillis >= horizon }
         if output.json {
             emit(
                 JSONValue.array(
                     kept.map { entry in
                         .object([
-                            "time": .string(CaseRendering.time(entry.hlc)),
+                            "time": .string(CaseRendering.time(millis: entry.occurredAtMillis)),
+                            "recorded": .string(CaseRendering.time(entry.hlc)),
                             "institution": .string(entry.node.institution.rawValue),
                             "node": .string(entry.node.rawValue),
                             "actor": .string(entry.record.actor),
@@ -52,7 +53,9 @@ struct AuditCommand: ParsableCommand {
         } else {
             for entry in kept {
                 emit(
-                    "\(CaseRendering.time(entry.hlc))  \(entry.node)  \(entry.record.actor)  \(entry.record.action.rawValue)  purpose \(entry.record.purpose)  via \(entry.record.via)"
+                    "\(CaseRendering.time(millis: entry.occurredAtMillis))  \(entry.node)  \(entry.record.actor)  \(entry.record.action.rawValue)  purpose \(entry.record.purpose)  via \(entry.record.via)"
+                        + (entry.record.occurredAtMillis == nil
+                            ? "" : "  (recorded \(CaseRendering.time(entry.hlc)), the disk was full)")
                 )
             }
         }

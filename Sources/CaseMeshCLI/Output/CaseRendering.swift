@@ -5,10 +5,12 @@ import Foundation
 
 /// Renders cases, conflicts and reports for people (text) and programs (JSON).
 enum CaseRendering {
-    static func time(_ hlc: HybridTimestamp) -> String {
+    static func time(_ hlc: HybridTimestamp) -> String { time(millis: hlc.physical) }
+
+    static func time(millis: UInt64) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(hlc.physical) / 1000))
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
     static func value(_ value: Value) -> JSONValue {
