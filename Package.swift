@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .target(name: "CaseMeshCRDT", swiftSettings: strictSettings),
@@ -44,10 +45,12 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             resources: [
                 .embedInCode("Resources/0001-initial.sql"), .embedInCode("Resources/0002-consent-and-purge.sql"),
                 .embedInCode("Resources/0003-departures-and-deliveries.sql"),
+                .embedInCode("Resources/0004-staff-and-intake.sql"),
             ],
             swiftSettings: strictSettings
         ),
@@ -82,10 +85,36 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What the command line and the HTTP API both do with cases, and how cases
+        // are rendered as JSON.
+        .target(
+            name: "CaseMeshOperations",
+            dependencies: ["CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore"],
+            swiftSettings: strictSettings
+        ),
+        // The HTTP API (staff logins, cases, intake, the change feed): depends on the
+        // node and the store, never the other way.
+        .target(
+            name: "CaseMeshHTTP",
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshNode", "CaseMeshOperations",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.embedInCode("Resources/openapi.json")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "CaseMeshCLI",
             dependencies: [
                 "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNode", "CaseMeshSimulation",
+                "CaseMeshHTTP", "CaseMeshOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

@@ -18,7 +18,7 @@ public struct CaseMeshCommand: AsyncParsableCommand {
         subcommands: [
             InitCommand.self, CaseCommand.self, ConflictsCommand.self, ResolveCommand.self, ChangesCommand.self,
             ServeCommand.self, SyncCommand.self, PeersCommand.self, HarnessCommand.self, DemoCommand.self,
-            BenchCommand.self, AuditCommand.self, QuarantineCommand.self,
+            BenchCommand.self, AuditCommand.self, QuarantineCommand.self, StaffCommand.self, IntakeKeyCommand.self,
         ]
     )
 

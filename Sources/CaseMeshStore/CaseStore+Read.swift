@@ -36,6 +36,12 @@ public struct ConflictSummary: Hashable, Sendable {
     public var field: FieldKey
     /// The concurrent writes, provisional winner first.
     public var siblings: [RegisterState.Sibling]
+
+    public init(caseID: CaseID, field: FieldKey, siblings: [RegisterState.Sibling]) {
+        self.caseID = caseID
+        self.field = field
+        self.siblings = siblings
+    }
 }
 
 extension CaseStore {

@@ -160,6 +160,20 @@ extension CaseStore {
         }
     }
 
+    /// Every change held here from arrival `cursor` on, in arrival order, whole (the
+    /// change feed of this node's own API; purged cases' changes are gone).
+    public func feedPage(from cursor: UInt64, maxChanges: Int) throws(StoreError) -> LogPage {
+        let schema = schema
+        let now = clock.nowMillis()
+        let own = replicaID.institution
+        return try read { db in
+            var reader = try LogPageReader(db: db, schema: schema, institution: own, nowMillis: now)
+            reader.unrestricted = true
+            defer { reader.close() }
+            return try reader.page(from: cursor, maxChanges: maxChanges, maxBytes: 4 << 20)
+        }
+    }
+
     /// Where this node's pull of `peer`'s log resumes.
     public func pullCursor(for peer: ReplicaID) throws(StoreError) -> (logIdentity: String, cursor: UInt64) {
         try read { db in

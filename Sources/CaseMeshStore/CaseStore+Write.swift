@@ -57,6 +57,51 @@ extension CaseStore {
         return try commit(caseID: caseID, ops: ops, isNewCase: false, access: access ?? [])
     }
 
+    /// Opens a case for a report an intake channel delivered, once per report: the
+    /// channel's own message ID is recorded in the same transaction, and a report
+    /// delivered again returns the case it opened.
+    ///
+    /// - Returns: the case, and whether this call opened it.
+    public func openIntakeCase(
+        channel: String, messageID: String, ops: [FieldOperation], using generator: inout some RandomNumberGenerator,
+        recording record: AccessRecord
+    ) throws(StoreError) -> (caseID: CaseID, opened: Bool) {
+        if let known = try intakeCase(channel: channel, messageID: messageID) { return (known, false) }
+        let caseID = CaseID.random(using: &generator)
+        let institution = replicaID.institution.rawValue
+        let opening: [FieldOperation] = [
+            .insert(Entitlement.participants, institution), .assign(Entitlement.lead, .string(institution)),
+        ]
+        let access = try accessLogWrites(for: [caseID], record, leads: [caseID: institution])
+        let replicaID = replicaID
+        let now = clock.nowMillis()
+        return try withApplySession(wallMillis: now, checkpoint: true) { session in
+            // Checked again inside the write transaction: two deliveries at once open one case.
+            if let known = try String.fetchOne(
+                session.database, sql: "SELECT caseKey FROM intakeReport WHERE channel = ? AND messageID = ?",
+                arguments: [channel, messageID])
+            {
+                return (try CaseID(known), false)
+            }
+            _ = try session.commitLocal(caseID: caseID, origin: replicaID, ops: opening + ops, isNewCase: true)
+            try Self.commit(access, in: session)
+            try session.database.execute(
+                sql: "INSERT INTO intakeReport (channel, messageID, caseKey, receivedAt) VALUES (?, ?, ?, ?)",
+                arguments: [channel, messageID, caseID.rawValue, Int64(clamping: now)])
+            return (caseID, true)
+        }
+    }
+
+    /// The case a channel's report opened, if it was delivered before.
+    public func intakeCase(channel: String, messageID: String) throws(StoreError) -> CaseID? {
+        let key = try read { db in
+            try String.fetchOne(
+                db, sql: "SELECT caseKey FROM intakeReport WHERE channel = ? AND messageID = ?",
+                arguments: [channel, messageID])
+        }
+        return try key.map { text throws(StoreError) in try Self.wrapDatabaseErrors { try CaseID(text) } }
+    }
+
     private func commit(
         caseID: CaseID, ops: [FieldOperation], isNewCase: Bool, access: [AccessLogWrite]
     ) throws(StoreError) -> Change {

@@ -26,6 +26,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         public static let schemaMismatch = Code("schemaMismatch")
         /// A bundle or stored record is malformed.
         public static let corrupt = Code("corrupt")
+        /// A login or session was refused (wrong password, unknown account, expired or
+        /// revoked session, disabled account).
+        public static let unauthenticated = Code("unauthenticated")
+        /// The account is locked for a while after failed logins.
+        public static let locked = Code("locked")
         /// SQLite or the file system failed.
         public static let database = Code("database")
     }

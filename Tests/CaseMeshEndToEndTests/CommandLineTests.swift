@@ -87,7 +87,7 @@ import Testing
         let refused = try Binary.run(["case", "list"] + data)
         #expect(refused.status != 0)
         #expect(
-            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 3"),
+            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 4"),
             "\(refused.stderr)")
         #expect(try applied() == before, "nothing was migrated")
     }

@@ -72,11 +72,25 @@ final class NodeProcess {
     let process: Process
     let port: Int
     let logPath: String
+    private let stdout: Pipe
+    private var pending: [[String: Any]] = []
+
+    private static func readLine(_ pipe: Pipe) -> [String: Any]? {
+        var line = Data()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let byte = pipe.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data("\n".utf8) { break }
+            line.append(byte)
+        }
+        return try? JSONSerialization.jsonObject(with: line) as? [String: Any]
+    }
 
     /// Starts `casemesh serve` and waits (at most 20 s) for it to announce its port.
     init(_ arguments: [String], logPath: String) throws {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let stdout = Pipe()
+        self.stdout = stdout
         process = Process()
         process.executableURL = Binary.url
         process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
@@ -84,19 +98,29 @@ final class NodeProcess {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         self.logPath = logPath
         try process.run()
-        var line = Data()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            let byte = stdout.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data("\n".utf8) { break }
-            line.append(byte)
+        // Announcements may come in either order (the sync listener's, the HTTP one's).
+        var port: Int?
+        var first = ""
+        for _ in 0..<4 {
+            guard let announced = Self.readLine(stdout) else { break }
+            if first.isEmpty { first = "\(announced)" }
+            if announced["event"] as? String == "listening" {
+                port = announced["port"] as? Int
+                break
+            }
+            pending.append(announced)
         }
-        let announced = try? JSONSerialization.jsonObject(with: line) as? [String: Any]
-        guard let port = announced?["port"] as? Int else {
+        guard let port else {
             process.terminate()
-            throw NodeProcessError(message: "serve did not announce a port: \(String(decoding: line, as: UTF8.self))")
+            throw NodeProcessError(message: "serve did not announce a port: \(first)")
         }
         self.port = port
+    }
+
+    /// The next JSON line `serve` prints (after the first), waiting at most 20 s.
+    func nextAnnouncement() -> [String: Any]? {
+        if !pending.isEmpty { return pending.removeFirst() }
+        return Self.readLine(stdout)
     }
 
     var address: String { "127.0.0.1:\(port)" }

@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(3))) func theQuickTourRunsAsWrittenInANewFolder() throws {
-        let blocks = try Self.shellBlocks(from: "## A quick tour", to: "## The conflict-resolution harness")
+        let blocks = try Self.shellBlocks(from: "## A quick tour", to: "## The HTTP API")
         #expect(blocks.count >= 3, "the tour has its blocks")
         let folder = Binary.temporaryDirectory("readme-tour")
         defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -3,6 +3,7 @@ import CaseMeshCRDT
 import CaseMeshModel
 import CaseMeshNet
 import CaseMeshNode
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 import Logging

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaseMeshCRDT
 import CaseMeshModel
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 
@@ -271,13 +272,9 @@ extension CaseCommand {
             let store = try store.openStore()
             let hasher = try CLIError.wrap { try ResidentNumberHasher(secretFile: secretFile) }
             let number = readLine(strippingNewline: true) ?? ""
-            let hash = try CLIError.wrap { try hasher.hash(number) }
-            let op = try FieldInput.checked(
-                .assign(FieldKey(entity: "person", instance: person, field: "rrnHash"), .string(hash)),
-                schema: store.schema)
             let change = try CLIError.wrap {
-                try store.write(
-                    caseID: FieldInput.caseID(caseID), ops: [op],
+                try CaseOperations(store: store).identify(
+                    caseID: FieldInput.caseID(caseID), person: person, number: number, hasher: hasher,
                     recording: access.entry(.write, via: "case \(Self._commandName)"))
             }
             report(change, output: output)
@@ -298,20 +295,11 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let hasher = try CLIError.wrap { try ResidentNumberHasher(secretFile: secretFile) }
-            let hash = try CLIError.wrap { try hasher.hash(readLine(strippingNewline: true) ?? "") }
-            var found: [(caseID: String, person: String)] = []
-            for summary in try CLIError.wrap({ try store.caseSummaries() }) {
-                let snapshot = try CLIError.wrap { try store.snapshot(of: summary.caseID) }
-                for (key, state) in snapshot.fields where key.entity == "person" && key.field == "rrnHash" {
-                    if case .register(let register) = state,
-                        register.siblings.contains(where: { $0.value == .string(hash) })
-                    {
-                        found.append((summary.caseID.rawValue, key.instance))
-                        try access.record(store, summary.caseID, .read, via: "case find-person")
-                    }
-                }
-            }
-            found.sort { ($0.caseID, $0.person) < ($1.caseID, $1.person) }
+            let number = readLine(strippingNewline: true) ?? ""
+            let found = try CLIError.wrap {
+                try CaseOperations(store: store).findPerson(
+                    number: number, hasher: hasher, recording: access.entry(.read, via: "case find-person"))
+            }.map { (caseID: $0.caseID.rawValue, person: $0.person) }
             if output.json {
                 emit(
                     JSONValue.array(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaseMeshCRDT
 import CaseMeshNet
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseMeshCRDT
+import CaseMeshOperations
 import CaseMeshStore
 
 struct ConflictsCommand: ParsableCommand {
@@ -44,13 +45,14 @@ struct ResolveCommand: ParsableCommand {
     func run() throws {
         let store = try store.openStore()
         let caseID = try FieldInput.caseID(caseID)
-        let op = try FieldInput.assign(field, value, schema: store.schema)
-        let open = try CLIError.wrap { try store.openConflicts() }
-        guard open.contains(where: { $0.caseID == caseID && $0.field == op.field }) else {
-            throw CLIError(message: "no open conflict on \(op.field) in \(caseID)")
-        }
-        let change = try CLIError.wrap {
-            try store.write(caseID: caseID, ops: [op], recording: access.entry(.write, via: "resolve"))
+        let change: Change
+        do {
+            change = try CaseOperations(store: store).resolve(
+                caseID: caseID, field: field, value: value, recording: access.entry(.write, via: "resolve"))
+        } catch let refusal as CaseOperations.Refusal {
+            throw CLIError(message: refusal.message)
+        } catch let error as StoreError {
+            throw CLIError(message: error.message)
         }
         report(change, output: output)
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaseMeshOperations
 import CaseMeshSimulation
 import Foundation
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseMeshCRDT
+import CaseMeshOperations
 import CaseMeshStore
 
 struct InitCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import CaseMeshCRDT
 import CaseMeshModel
 import CaseMeshNode
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseMeshNet
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 

@@ -1,5 +1,7 @@
 import ArgumentParser
+import CaseMeshHTTP
 import CaseMeshNode
+import CaseMeshOperations
 import CaseMeshStore
 import CaseMeshSync
 import Foundation
@@ -20,6 +22,14 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var node: NodeOptions
     @Option(help: "Where to listen, HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port).") var listen: String?
     @Option(help: "Seconds between sync rounds with each --peer (default 30, ± 20% jitter).") var interval: Double?
+    @Option(
+        help:
+            "Also serve the HTTP API (and, later, the web app) on HOST:PORT; plain HTTP only on a loopback address."
+    )
+    var http: String?
+    @Option(help: "The institution's web certificate (PEM) for --http on a non-loopback address.")
+    var httpCert: String?
+    @Option(help: "Its private key (PEM).") var httpKey: String?
 
     func run() async throws {
         let configuration = try node.configuration(listen: listen, interval: interval)
@@ -46,8 +56,29 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError(message: "\(error)")
         }
+        var services: [any Service] = [service]
+        if let http {
+            let api: APIConfiguration
+            do {
+                api = try APIConfiguration(address: http, certificatePath: httpCert, keyPath: httpKey)
+            } catch {
+                throw CLIError(message: error.message)
+            }
+            let application = try APIServer.application(
+                store: store, node: service, configuration: api, logger: logger
+            ) { port in
+                emit(
+                    JSONValue.object([
+                        "event": .string("http-listening"), "port": .number(Int64(port)),
+                        "url": .string(
+                            "\(api.certificatePath == nil ? "http" : "https")://\(api.host.contains(":") ? "[\(api.host)]" : api.host):\(port)/"
+                        ),
+                    ]).text)
+            }
+            services.append(application)
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         withExtendedLifetime(lock) {}
     }

@@ -17,6 +17,9 @@ enum Migrations {
         migrator.registerMigration("0003-departures-and-deliveries") { db in
             try db.execute(sql: String(decoding: PackageResources._003_departures_and_deliveries_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0004-staff-and-intake") { db in
+            try db.execute(sql: String(decoding: PackageResources._004_staff_and_intake_sql, as: UTF8.self))
+        }
         return migrator
     }
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// A JSON document built in code and printed with sorted keys, so the same data
 /// prints the same bytes on every replica.
-indirect enum JSONValue: Equatable {
+public indirect enum JSONValue: Equatable, Sendable {
     case string(String)
     case number(Int64)
     case double(Double)
@@ -12,7 +12,7 @@ indirect enum JSONValue: Equatable {
     case object([String: JSONValue])
 
     /// Compact text with sorted keys.
-    var text: String {
+    public var text: String {
         var output = ""
         write(into: &output)
         return output
@@ -61,8 +61,41 @@ indirect enum JSONValue: Equatable {
     }
 }
 
-/// Prints a line and flushes, so a parent process reading a pipe sees it at once.
-func emit(_ line: String) {
-    print(Terminal.safe(line))
-    fflush(nil)
+extension JSONValue: Decodable {
+    /// Reads any JSON document (request bodies); `true` and `false` stay booleans,
+    /// integers that fit 64 bits stay integers.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let flag = try? container.decode(Bool.self) {
+            self = .bool(flag)
+        } else if let number = try? container.decode(Int64.self) {
+            self = .number(number)
+        } else if let number = try? container.decode(Double.self) {
+            self = .double(number)
+        } else if let text = try? container.decode(String.self) {
+            self = .string(text)
+        } else if let array = try? container.decode([JSONValue].self) {
+            self = .array(array)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    /// Parses a JSON document.
+    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
+    /// The member `key` of an object.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let text) = self { return text }
+        return nil
+    }
 }

@@ -1,19 +1,19 @@
-import CaseMeshCRDT
-import CaseMeshModel
-import CaseMeshStore
+public import CaseMeshCRDT
+public import CaseMeshModel
+public import CaseMeshStore
 import Foundation
 
 /// Renders cases, conflicts and reports for people (text) and programs (JSON).
-enum CaseRendering {
-    static func time(_ hlc: HybridTimestamp) -> String { time(millis: hlc.physical) }
+public enum CaseRendering {
+    public static func time(_ hlc: HybridTimestamp) -> String { time(millis: hlc.physical) }
 
-    static func time(millis: UInt64) -> String {
+    public static func time(millis: UInt64) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
-    static func value(_ value: Value) -> JSONValue {
+    public static func value(_ value: Value) -> JSONValue {
         switch value {
         case .string(let text): .string(text)
         case .integer(let number): .number(number)
@@ -21,7 +21,7 @@ enum CaseRendering {
         }
     }
 
-    static func siblings(_ siblings: [RegisterState.Sibling]) -> JSONValue {
+    public static func siblings(_ siblings: [RegisterState.Sibling]) -> JSONValue {
         .array(
             siblings.map {
                 .object(["value": value($0.value), "by": .string($0.dot.origin.rawValue), "at": .string(time($0.hlc))])
@@ -29,7 +29,7 @@ enum CaseRendering {
     }
 
     /// The case as JSON: fields grouped by entity instance, conflicts listed apart.
-    static func json(_ snapshot: CaseSnapshot, schema: CaseSchema) -> JSONValue {
+    public static func json(_ snapshot: CaseSnapshot, schema: CaseSchema) -> JSONValue {
         var entities: [String: [String: JSONValue]] = [:]
         var conflicts: [JSONValue] = []
         for (key, state) in snapshot.fields {
@@ -69,7 +69,7 @@ enum CaseRendering {
     }
 
     /// The case as text for a case worker.
-    static func text(_ snapshot: CaseSnapshot, schema: CaseSchema) -> String {
+    public static func text(_ snapshot: CaseSnapshot, schema: CaseSchema) -> String {
         var lines = ["Case \(snapshot.caseID)"]
         let grouped = Dictionary(grouping: snapshot.fields.keys) {
             $0.instance.isEmpty ? $0.entity : "\($0.entity)#\($0.instance)"
@@ -109,14 +109,14 @@ enum CaseRendering {
         return lines.joined(separator: "\n")
     }
 
-    static func json(_ conflict: ConflictSummary) -> JSONValue {
+    public static func json(_ conflict: ConflictSummary) -> JSONValue {
         .object([
             "case": .string(conflict.caseID.rawValue), "field": .string(conflict.field.description),
             "values": siblings(conflict.siblings),
         ])
     }
 
-    static func json(_ report: ApplyReport) -> JSONValue {
+    public static func json(_ report: ApplyReport) -> JSONValue {
         .object([
             "applied": .number(Int64(report.applied)),
             "duplicates": .number(Int64(report.duplicates)),

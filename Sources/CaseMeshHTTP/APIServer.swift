@@ -1,0 +1,179 @@
+public import CaseMeshNode
+public import CaseMeshStore
+import Foundation
+public import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+public import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// How the node's HTTP listener is set up (`casemesh serve --http`).
+public struct APIConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// The institution's own web certificate and key (PEM), required on any address
+    /// but loopback: staff passwords and case data never cross a network in clear.
+    public var certificatePath: String?
+    public var keyPath: String?
+    /// A session ends after this long without a request (default 30 minutes).
+    public var sessionIdleMillis: UInt64 = 30 * 60_000
+    /// The largest request body accepted (default 1 MiB).
+    public var maximumBodyBytes = 1 << 20
+    /// Requests handled at once; past it the API answers 503 at once, so a flood of
+    /// calls cannot starve sync of the store (default 64).
+    public var maximumConcurrentRequests = 64
+
+    public init(host: String, port: Int, certificatePath: String? = nil, keyPath: String? = nil) {
+        self.host = host
+        self.port = port
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+    }
+
+    /// Parses `HOST:PORT` (`[::1]:PORT` for IPv6).
+    public init(address: String, certificatePath: String?, keyPath: String?) throws(APIConfigurationError) {
+        let host: String
+        let portText: Substring
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            host = String(address[address.index(after: address.startIndex)..<close])
+            portText = address[address.index(after: close)...].drop(while: { $0 == ":" })
+        } else if let colon = address.lastIndex(of: ":") {
+            host = String(address[..<colon])
+            portText = address[address.index(after: colon)...]
+        } else {
+            throw APIConfigurationError(message: "--http wants HOST:PORT, got '\(address)'")
+        }
+        guard let port = Int(portText), (0...65_535).contains(port), !host.isEmpty else {
+            throw APIConfigurationError(message: "--http wants HOST:PORT with a port from 0 to 65535, got '\(address)'")
+        }
+        self.init(host: host, port: port, certificatePath: certificatePath, keyPath: keyPath)
+        guard (certificatePath == nil) == (keyPath == nil) else {
+            throw APIConfigurationError(message: "give both --http-cert and --http-key, or neither")
+        }
+        if certificatePath == nil, !isLoopback {
+            throw APIConfigurationError(
+                message: "--http \(address) is not a loopback address: plain HTTP would send staff passwords and "
+                    + "case data over the network in clear; give --http-cert and --http-key (the institution's "
+                    + "web certificate), or listen on 127.0.0.1 or [::1]")
+        }
+    }
+
+    /// Whether the listener only takes connections from this machine.
+    public var isLoopback: Bool {
+        host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// A refused `--http` setting, with what to give instead.
+public struct APIConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The node's HTTP API (`/api/v1`): staff logins, cases, conflicts, sharing, audit,
+/// intake and the change feed, over the same store the sync listener serves.
+public enum APIServer {
+    /// Builds the HTTP application; run it as a service beside the node (one process,
+    /// one store, one graceful shutdown).
+    ///
+    /// - Parameter onListening: called with the bound port once the listener is up.
+    public static func application(
+        store: CaseStore, node: Node?, configuration: APIConfiguration, logger: Logger,
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        let api = API(store: store, node: node, configuration: configuration, logger: logger)
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: ProblemMiddleware(logger: logger))
+        router.add(middleware: ConcurrencyLimitMiddleware(limit: configuration.maximumConcurrentRequests))
+        api.register(on: router)
+        let server: HTTPServerBuilder
+        if let certificatePath = configuration.certificatePath, let keyPath = configuration.keyPath {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map {
+                    NIOSSLCertificateSource.certificate($0)
+                }
+                let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+                let tls = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: chain, privateKey: .privateKey(key))
+                server = try .tls(.http1(), tlsConfiguration: tls)
+            } catch {
+                throw APIConfigurationError(message: "cannot load the web certificate or key: \(error)")
+            }
+        } else {
+            server = .http1()
+        }
+        return Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) },
+            logger: logger)
+    }
+}
+
+/// Turns every error into `application/problem+json`; an unexpected one is logged
+/// (without request data) and answered 500 with no detail of the cause.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let logger: Logger
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return Problem.response(status: problem.status, detail: problem.detail, headers: problem.headers)
+        } catch let error as StoreError {
+            let problem = Problem.from(error)
+            if problem.status == .internalServerError {
+                logger.error("store failure answering an API request", metadata: ["error": "\(error.message)"])
+            }
+            return Problem.response(status: problem.status, detail: problem.detail)
+        } catch let error as HTTPError {
+            let detail: String
+            switch error.status {
+            case .notFound: detail = "no such resource: see /api/v1/openapi.json"
+            case .contentTooLarge: detail = "the request body is too large"
+            case .methodNotAllowed: detail = "this resource does not take \(request.method)"
+            default: detail = error.body ?? error.status.reasonPhrase
+            }
+            return Problem.response(status: error.status, detail: detail, headers: error.headers)
+        } catch is NIOTooManyBytesError {
+            return Problem.response(
+                status: .contentTooLarge, detail: "the request body is larger than this node accepts (1 MiB)")
+        } catch {
+            logger.error("unexpected failure answering an API request", metadata: ["error": "\(type(of: error))"])
+            return Problem.response(
+                status: .internalServerError, detail: "the node could not complete the request; its log has the cause")
+        }
+    }
+}
+
+/// Answers 503 past `limit` requests in flight (as Corrosion does), so API load
+/// cannot take every store connection from sync.
+struct ConcurrencyLimitMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    let limit: Int
+    let inFlight = Counter()
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let now = inFlight.value.add(1, ordering: .relaxed).newValue
+        defer { inFlight.value.subtract(1, ordering: .relaxed) }
+        guard now <= limit else {
+            throw Problem(
+                .serviceUnavailable, "the node is answering \(limit) requests already; try again shortly",
+                headers: [.retryAfter: "1"])
+        }
+        return try await next(request, context)
+    }
+}

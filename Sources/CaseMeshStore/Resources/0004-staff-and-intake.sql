@@ -1,0 +1,1 @@
+../../../schema/migrations/0004-staff-and-intake.sql
