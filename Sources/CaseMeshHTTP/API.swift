@@ -19,6 +19,7 @@ struct API: Sendable {
     let node: Node?
     let configuration: APIConfiguration
     let logger: Logger
+    let slots: RequestSlots
     var operations: CaseOperations { CaseOperations(store: store) }
 
     static let cookieName = "casemesh_session"
@@ -34,6 +35,7 @@ struct API: Sendable {
         ("POST", "/api/v1/cases/{id}/share", .supervisor), ("POST", "/api/v1/cases/{id}/withdraw", .supervisor),
         ("GET", "/api/v1/cases/{id}/access-log", .supervisor),
         ("GET", "/api/v1/quarantine", .admin), ("GET", "/api/v1/peers", .admin),
+        ("POST", "/api/v1/persons/identify", .caseworker), ("POST", "/api/v1/persons/find", .caseworker),
         ("POST", "/api/v1/intake", nil), ("GET", "/api/v1/changes", .caseworker),
         ("GET", "/api/v1/openapi.json", nil),
     ]
@@ -136,6 +138,33 @@ struct API: Sendable {
             _ = try authenticate(request, .admin)
             return json(.ok, .object(["peers": .array(try store.peerStates().map(CaseJSON.peer))]))
         }
+        // Resident registration numbers travel only in request bodies (never in a URL or
+        // a log line) and are kept only as their keyed hash.
+        api.post("persons/identify") { request, context in
+            let session = try authenticate(request, .caseworker)
+            let body = try await object(request, allowed: ["case", "person", "residentNumber"])
+            let caseID: CaseID
+            do { caseID = try CaseID(try string(body, "case")) } catch let error as CRDTError {
+                throw Problem(.unprocessableContent, error.message)
+            }
+            let change = try operations.identify(
+                caseID: caseID, person: try string(body, "person"), number: try string(body, "residentNumber"),
+                hasher: try hasher(), recording: entry(.write, session, context, via: "POST /persons/identify"))
+            return json(.created, CaseJSON.change(change))
+        }
+        api.post("persons/find") { request, context in
+            let session = try authenticate(request, .caseworker)
+            let body = try await object(request, allowed: ["residentNumber"])
+            let found = try operations.findPerson(
+                number: try string(body, "residentNumber"), hasher: try hasher(),
+                recording: entry(.read, session, context, via: "POST /persons/find"))
+            return json(
+                .ok,
+                .object([
+                    "matches": .array(
+                        found.map { .object(["case": .string($0.caseID.rawValue), "person": .string($0.person)]) })
+                ]))
+        }
         api.post("intake") { request, context in try await intake(request, context) }
         api.get("changes") { request, context in try changes(request, try authenticate(request, .caseworker)) }
         api.get("openapi.json") { _, _ in
@@ -143,6 +172,15 @@ struct API: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
         }
+    }
+
+    func hasher() throws -> ResidentNumberHasher {
+        guard let hasher = configuration.residentNumberHasher else {
+            throw Problem(
+                .serviceUnavailable,
+                "this node has no consortium secret for resident numbers (serve --resident-number-secret FILE)")
+        }
+        return hasher
     }
 
     // MARK: Sessions
@@ -405,7 +443,11 @@ struct API: Sendable {
         }
         let idle = configuration.sessionIdleMillis
         let token = token(of: request) ?? ""
+        // The stream keeps a request slot while it lasts.
+        slots.hold()
+        let slots = slots
         let body = ResponseBody { writer in
+            defer { slots.release() }
             var next = cursor
             // Bounded: the stream ends after an hour (the client reconnects with its
             // cursor), when the session ends, or when the node shuts down.
@@ -424,8 +466,10 @@ struct API: Sendable {
                         if !page.isFinal { continue }
                     }
                     beats += 1
+                    // A comment every 2 s: a client that went away is noticed (the
+                    // write fails) and its request slot freed within that.
+                    if beats % 8 == 0 { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
                     if beats % 60 == 0 {
-                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                         guard (try? store.staffSession(token: token, idleMillis: max(idle, 3_600_000))) != nil else {
                             break
                         }

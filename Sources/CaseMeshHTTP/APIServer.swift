@@ -24,6 +24,9 @@ public struct APIConfiguration: Sendable {
     /// Requests handled at once; past it the API answers 503 at once, so a flood of
     /// calls cannot starve sync of the store (default 64).
     public var maximumConcurrentRequests = 64
+    /// The consortium secret for resident registration numbers (`persons/identify`,
+    /// `persons/find`); without it those answer 503.
+    public var residentNumberHasher: ResidentNumberHasher?
 
     public init(host: String, port: Int, certificatePath: String? = nil, keyPath: String? = nil) {
         self.host = host
@@ -83,10 +86,11 @@ public enum APIServer {
         store: CaseStore, node: Node?, configuration: APIConfiguration, logger: Logger,
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
-        let api = API(store: store, node: node, configuration: configuration, logger: logger)
+        let slots = RequestSlots(limit: configuration.maximumConcurrentRequests)
+        let api = API(store: store, node: node, configuration: configuration, logger: logger, slots: slots)
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: ProblemMiddleware(logger: logger))
-        router.add(middleware: ConcurrencyLimitMiddleware(limit: configuration.maximumConcurrentRequests))
+        router.add(middleware: ConcurrencyLimitMiddleware(slots: slots))
         api.register(on: router)
         let server: HTTPServerBuilder
         if let certificatePath = configuration.certificatePath, let keyPath = configuration.keyPath {
@@ -151,29 +155,45 @@ struct ProblemMiddleware: RouterMiddleware {
     }
 }
 
-/// Answers 503 past `limit` requests in flight (as Corrosion does), so API load
-/// cannot take every store connection from sync.
-struct ConcurrencyLimitMiddleware: RouterMiddleware {
-    typealias Context = APIRequestContext
-    final class Counter: Sendable {
-        let value = Atomic<Int>(0)
-    }
-
+/// The requests in flight, shared by the middleware and by event streams (which
+/// hold their slot for as long as they stream, after their handler has returned).
+final class RequestSlots: Sendable {
     let limit: Int
-    let inFlight = Counter()
+    private let inFlight = Atomic<Int>(0)
 
     init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Takes a slot; false (and nothing taken) when all are in use.
+    func take() -> Bool {
+        if inFlight.add(1, ordering: .relaxed).newValue <= limit { return true }
+        inFlight.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    /// Keeps the slot of a request the middleware admitted for as long as its body
+    /// streams (the middleware gives its own back when the handler returns).
+    func hold() { inFlight.add(1, ordering: .relaxed) }
+
+    func release() { inFlight.subtract(1, ordering: .relaxed) }
+
+    var busy: Problem {
+        Problem(
+            .serviceUnavailable, "the node is answering \(limit) requests already; try again shortly",
+            headers: [.retryAfter: "1"])
+    }
+}
+
+/// Answers 503 past the limit of requests in flight (as Corrosion does), so API
+/// load cannot take every store connection from sync.
+struct ConcurrencyLimitMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let slots: RequestSlots
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        let now = inFlight.value.add(1, ordering: .relaxed).newValue
-        defer { inFlight.value.subtract(1, ordering: .relaxed) }
-        guard now <= limit else {
-            throw Problem(
-                .serviceUnavailable, "the node is answering \(limit) requests already; try again shortly",
-                headers: [.retryAfter: "1"])
-        }
+        guard slots.take() else { throw slots.busy }
+        defer { slots.release() }
         return try await next(request, context)
     }
 }

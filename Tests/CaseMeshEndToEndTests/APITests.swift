@@ -301,4 +301,82 @@ struct APIClient {
         #expect(locked.status == 423, "\(locked.body)")
         #expect(!node.log.contains("error"), "no server error was logged: \(node.log)")
     }
+
+    /// The feed resumes from a stored cursor after the node restarts; a resident
+    /// number sent to identify a person is nowhere in the database or the log; past
+    /// its limit of requests in flight the node answers 503 at once.
+    @Test(.timeLimit(.minutes(3)))
+    func theFeedResumesAcrossARestartResidentNumbersStayOutOfStorageAndFloodsGet503() throws {
+        let root = Binary.temporaryDirectory("api-restart")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server"])
+        try Self.addStaff(consortium.data("dong"), "kim", "caseworker", "김민지")
+        let secret = root + "/secret"
+        try Data(String(repeating: "s3cr3t-", count: 8).utf8).write(to: URL(fileURLWithPath: secret))
+        let arguments =
+            consortium.data("dong") + consortium.tls["dong"]! + [
+                "--http", "127.0.0.1:0", "--http-max-requests", "1", "--resident-number-secret", secret,
+            ]
+        var node = try NodeProcess(arguments, logPath: root + "/dong-1.log")
+        var port = try #require(node.nextAnnouncement()?["port"] as? Int)
+        var kim = try APIClient(base: "http://127.0.0.1:\(port)").login("kim", Self.password)
+        let opened = try kim.call("POST", "/api/v1/cases", body: #"{"fields": {"title": "재시작"}}"#)
+        let caseID = try #require(opened.json["case"] as? String)
+        let number = "480215-1234567"
+        let identified = try kim.call(
+            "POST", "/api/v1/persons/identify",
+            body: #"{"case": "\#(caseID)", "person": "p1", "residentNumber": "\#(number)"}"#)
+        #expect(identified.status == 201, "\(identified.body)")
+        let found = try kim.call("POST", "/api/v1/persons/find", body: #"{"residentNumber": "\#(number)"}"#)
+        #expect(found.body.contains(caseID) && found.body.contains("p1"), "\(found.body)")
+        var page = try kim.call("GET", "/api/v1/changes")
+        while page.json["final"] as? Bool == false {
+            page = try kim.call("GET", "/api/v1/changes?since=\(page.json["cursor"] as? String ?? "")")
+        }
+        let cursor = try #require(page.json["cursor"] as? String)
+
+        // An event stream holds the one request slot while it lasts: another request
+        // is refused at once.
+        let stream = Process()
+        stream.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        stream.arguments = [
+            "-s", "-N", "--max-time", "4", "-H", "Accept: text/event-stream", "-H",
+            "Authorization: Bearer \(kim.token!)", "http://127.0.0.1:\(port)/api/v1/changes?since=\(cursor)",
+        ]
+        let streamed = Pipe()
+        stream.standardOutput = streamed
+        try stream.run()
+        _ = streamed.fileHandleForReading.readData(ofLength: 5)  // "retry": the stream is open
+        let streams = [stream]
+        let flooded = try kim.call("GET", "/api/v1/cases")
+        #expect(flooded.status == 503 && flooded.headers.contains("Retry-After"), "\(flooded.status) \(flooded.body)")
+        for stream in streams { stream.waitUntilExit() }
+        #expect(
+            eventually(10) { (try? kim.call("GET", "/api/v1/cases").status) == 200 },
+            "the slot comes back once the stream's client has gone")
+
+        // Restart; a change written meanwhile is in the feed from the stored cursor.
+        #expect(node.stop() == 0)
+        let logs = [node.log]
+        try Binary.ok(["case", "note", caseID, "재시작 사이의 메모"] + consortium.data("dong"))
+        node = try NodeProcess(arguments, logPath: root + "/dong-2.log")
+        port = try #require(node.nextAnnouncement()?["port"] as? Int)
+        defer { node.stop() }
+        kim = try APIClient(base: "http://127.0.0.1:\(port)").login("kim", Self.password)
+        let resumed = try kim.call("GET", "/api/v1/changes?since=\(cursor)")
+        #expect(resumed.status == 200)
+        let fields = (resumed.json["changes"] as? [[String: Any]] ?? []).flatMap { $0["fields"] as? [String] ?? [] }
+        #expect(fields.contains("notes"), "\(resumed.body)")
+        #expect(!fields.contains("title"), "nothing before the cursor comes again")
+
+        // The resident number: in no file of the data directory, in no log.
+        let directory = root + "/dong"
+        for file in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            let bytes = (try? Data(contentsOf: URL(fileURLWithPath: directory + "/" + file))) ?? Data()
+            for form in [number, number.replacingOccurrences(of: "-", with: "")] {
+                #expect(bytes.range(of: Data(form.utf8)) == nil, "\(file) holds the resident number")
+            }
+        }
+        for log in logs + [node.log] { #expect(!log.contains("1234567")) }
+    }
 }

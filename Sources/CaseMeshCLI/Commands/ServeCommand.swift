@@ -30,6 +30,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The institution's web certificate (PEM) for --http on a non-loopback address.")
     var httpCert: String?
     @Option(help: "Its private key (PEM).") var httpKey: String?
+    @Option(help: "HTTP requests handled at once; past it the API answers 503 (default 64).")
+    var httpMaxRequests: Int?
+    @Option(help: "The consortium secret file for resident registration numbers (the API's persons/identify and find).")
+    var residentNumberSecret: String?
 
     func run() async throws {
         let configuration = try node.configuration(listen: listen, interval: interval)
@@ -58,21 +62,32 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var services: [any Service] = [service]
         if let http {
-            let api: APIConfiguration
+            var api: APIConfiguration
             do {
                 api = try APIConfiguration(address: http, certificatePath: httpCert, keyPath: httpKey)
             } catch {
                 throw CLIError(message: error.message)
             }
+            if let httpMaxRequests {
+                guard (1...10_000).contains(httpMaxRequests) else {
+                    throw ValidationError("--http-max-requests must be from 1 to 10000")
+                }
+                api.maximumConcurrentRequests = httpMaxRequests
+            }
+            if let residentNumberSecret {
+                api.residentNumberHasher = try CLIError.wrap {
+                    try ResidentNumberHasher(secretFile: residentNumberSecret)
+                }
+            }
+            let scheme = api.certificatePath == nil ? "http" : "https"
+            let host = api.host.contains(":") ? "[\(api.host)]" : api.host
             let application = try APIServer.application(
                 store: store, node: service, configuration: api, logger: logger
-            ) { port in
+            ) { [scheme, host] port in
                 emit(
                     JSONValue.object([
                         "event": .string("http-listening"), "port": .number(Int64(port)),
-                        "url": .string(
-                            "\(api.certificatePath == nil ? "http" : "https")://\(api.host.contains(":") ? "[\(api.host)]" : api.host):\(port)/"
-                        ),
+                        "url": .string("\(scheme)://\(host):\(port)/"),
                     ]).text)
             }
             services.append(application)
