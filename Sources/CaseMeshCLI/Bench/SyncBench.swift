@@ -228,28 +228,42 @@ struct SyncWorkload {
 final class ServeProcess {
     let process = Process()
     let peer: NodeConfiguration.Peer
+    /// The HTTP API's port, when started with `extra` holding `--http`.
+    private(set) var httpPort: Int?
 
-    init(root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority) throws {
+    init(root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority, extra: [String] = []) throws {
         let files = try authority.issue(replica)
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
-            "serve", "--data", data, "--listen", "127.0.0.1:0", "--cert", files.certificate, "--key", files.key, "--ca",
-            authority.certificatePath, "--log-level", "error",
-        ]
+        process.arguments =
+            [
+                "serve", "--data", data, "--listen", "127.0.0.1:0", "--cert", files.certificate, "--key", files.key,
+                "--ca",
+                authority.certificatePath, "--log-level", "error",
+            ] + extra
         let output = Pipe()
         process.standardOutput = output
         try process.run()
-        var line = Data()
-        while true {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data("\n".utf8) { break }
-            line.append(byte)
+        func readLine() -> [String: Any]? {
+            var line = Data()
+            while true {
+                let byte = output.fileHandleForReading.readData(ofLength: 1)
+                if byte.isEmpty || byte == Data("\n".utf8) { break }
+                line.append(byte)
+            }
+            return try? JSONSerialization.jsonObject(with: line) as? [String: Any]
         }
-        guard let announced = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
-            let port = announced["port"] as? Int
-        else {
+        var syncPort: Int?
+        for _ in 0..<(extra.contains("--http") ? 2 : 1) {
+            guard let announced = readLine() else { break }
+            if announced["event"] as? String == "http-listening" {
+                httpPort = announced["port"] as? Int
+            } else {
+                syncPort = announced["port"] as? Int
+            }
+        }
+        guard let port = syncPort else {
             process.terminate()
             throw CLIError(message: "the benchmark's server did not start")
         }
