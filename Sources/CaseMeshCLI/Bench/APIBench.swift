@@ -121,15 +121,7 @@ struct APIBench: AsyncParsableCommand {
     {
         let replica = try ReplicaID("bench.client/node-\(UUID().uuidString.prefix(8).lowercased())")
         let store = try CLIError.wrap { try CaseStore.create(directory: directory, replicaID: replica) }
-        let files = try authority.issue(replica)
-        var configuration = NodeConfiguration()
-        configuration.certificate = files.certificate
-        configuration.key = files.key
-        configuration.authority = authority.certificatePath
-        var logger = Logger(label: "casemesh.bench")
-        logger.logLevel = .error
-        let node = try Node(
-            configuration: configuration, store: store, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let node = try SyncBench.makeNode(store, authority: authority)
         let started = ContinuousClock.now
         let outcome = await node.sync(with: server.peer)
         if let error = outcome.error { throw CLIError(message: "the pull failed: \(error)") }

@@ -59,7 +59,7 @@ struct SyncBench: AsyncParsableCommand {
 
         // Node B pulls everything.
         let clientStore = try CLIError.wrap { try CaseStore.create(directory: root + "/b", replicaID: clientReplica) }
-        let client = try makeNode(clientStore, authority: authority)
+        let client = try Self.makeNode(clientStore, authority: authority)
         Memory.resetPeak()
         let rssBefore = Memory.residentMegabytes()
         let started = ContinuousClock.now
@@ -119,7 +119,8 @@ struct SyncBench: AsyncParsableCommand {
         emit(JSONValue.object(result).text)
     }
 
-    private func makeNode(_ store: CaseStore, authority: EphemeralAuthority) throws -> Node {
+    /// A node on `store` with a certificate from the benchmark's CA (no listener).
+    static func makeNode(_ store: CaseStore, authority: EphemeralAuthority) throws -> Node {
         let files = try authority.issue(store.replicaID)
         var configuration = NodeConfiguration()
         configuration.certificate = files.certificate
@@ -147,7 +148,7 @@ struct SyncBench: AsyncParsableCommand {
         let server = try ServeProcess(root: root, data: root + "/a", replica: serverReplica, authority: authority)
         defer { server.stop() }
         let clientStore = try CLIError.wrap { try CaseStore.create(directory: root + "/b", replicaID: clientReplica) }
-        let client = try makeNode(clientStore, authority: authority)
+        let client = try Self.makeNode(clientStore, authority: authority)
         // The first sync moves everything; the second carries the echo of what B relayed back.
         for _ in 0..<2 {
             if let error = await client.sync(with: server.peer).error {
