@@ -69,7 +69,9 @@ struct API: Sendable {
         }
         api.get("conflicts") { request, context in
             let session = try authenticate(request, .caseworker)
-            let conflicts = try store.openConflicts()
+            // A case withdrawn from this institution is held only until its own edits
+            // have gone out: not shown.
+            let conflicts = try store.openConflicts().filter { try store.withdrawal(of: $0.caseID) == nil }
             try store.recordAccess(
                 to: Array(Set(conflicts.map(\.caseID))).sorted(), entry(.read, session, context, via: "GET /conflicts"))
             return json(.ok, .object(["conflicts": .array(conflicts.map(CaseJSON.conflict))]))
@@ -263,31 +265,16 @@ struct API: Sendable {
         }
         let limit = try number(query.get("limit"), name: "limit", default: 50, range: 1...500)
         let offset = try number(query.get("offset"), name: "offset", default: 0, range: 0...10_000_000)
-        let text = query.get("q")?.lowercased()
-        var cases = try store.caseSummaries()
-        if let stage = query.get("stage") { cases = cases.filter { $0.stage == stage } }
-        if let risk = query.get("risk") { cases = cases.filter { $0.riskLevel == risk } }
-        if let participant = query.get("participant") { cases = cases.filter { $0.participants.contains(participant) } }
-        if query.get("conflicts") == "true" { cases = cases.filter { $0.openConflicts > 0 } }
-        if let text, !text.isEmpty {
-            cases = cases.filter { summary in
-                if summary.title?.lowercased().contains(text) == true { return true }
-                // Person names: read only for the cases the title did not match.
-                guard let snapshot = try? store.snapshot(of: summary.caseID) else { return false }
-                return snapshot.fields.contains { key, state in
-                    guard key.entity == "person", key.field == "name", case .register(let register) = state else {
-                        return false
-                    }
-                    return register.siblings.contains { $0.value.description.lowercased().contains(text) }
-                }
-            }
-        }
-        let page = Array(cases.dropFirst(offset).prefix(limit))
+        let filter = CaseListFilter(
+            stage: query.get("stage"), riskLevel: query.get("risk"), participant: query.get("participant"),
+            conflictsOnly: query.get("conflicts") == "true", text: query.get("q"))
+        let result = try store.caseSummaries(matching: filter, limit: limit, offset: offset)
+        let page = result.cases
         try store.recordAccess(to: page.map(\.caseID), entry(.read, session, context, via: "GET /cases"))
         return json(
             .ok,
             .object([
-                "cases": .array(page.map(CaseJSON.summary)), "total": .number(Int64(cases.count)),
+                "cases": .array(page.map(CaseJSON.summary)), "total": .number(Int64(result.total)),
                 "limit": .number(Int64(limit)), "offset": .number(Int64(offset)),
             ]))
     }

@@ -48,6 +48,7 @@ extension CaseStore {
                             gate.writeBlob(state.encoded())
                         }
                         try db.execute(sql: "DELETE FROM fieldState WHERE caseRef = ?", arguments: [item.caseRef])
+                        try db.execute(sql: "DELETE FROM caseSummary WHERE caseRef = ?", arguments: [item.caseRef])
                         try db.execute(sql: "DELETE FROM participantGrant WHERE caseRef = ?", arguments: [item.caseRef])
                         for table in ["pendingChange", "departureNotice"] {
                             try db.execute(

@@ -86,38 +86,6 @@ extension CaseStore {
         return CaseSnapshot(caseID: caseID, version: version, fields: fields)
     }
 
-    /// Every case held here, by case ID.
-    public func caseSummaries() throws(StoreError) -> [CaseSummary] {
-        let schema = schema
-        return try read { db in
-            let tail = try LogTail(db)
-            let ids = try String.fetchAll(
-                db,
-                sql:
-                    "SELECT caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone) ORDER BY caseKey"
-            )
-            return try ids.compactMap { text in
-                let snapshot = try Self.snapshot(db, caseID: CaseID(text), tail: tail, schema: schema)
-                // Access logs are read through ``accessLog(of:)``, not listed as cases.
-                if Self.isAccessLog(snapshot) { return nil }
-                func register(_ name: String) -> String? {
-                    guard case .register(let state)? = snapshot.fields[FieldKey(entity: "case", field: name)] else {
-                        return nil
-                    }
-                    return state.value?.description
-                }
-                var participants: [String] = []
-                if case .set(let set)? = snapshot.fields[FieldKey(entity: "case", field: "participants")] {
-                    participants = set.elements(.addWins)
-                }
-                return CaseSummary(
-                    caseID: snapshot.caseID, title: register("title"), stage: register("stage"),
-                    riskLevel: register("riskLevel"), participants: participants,
-                    openConflicts: snapshot.conflicts.count, changeCount: snapshot.version.totalCount)
-            }
-        }
-    }
-
     /// Every open conflict, by case and field.
     public func openConflicts() throws(StoreError) -> [ConflictSummary] {
         let schema = schema

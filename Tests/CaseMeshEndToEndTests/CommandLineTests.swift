@@ -87,8 +87,29 @@ import Testing
         let refused = try Binary.run(["case", "list"] + data)
         #expect(refused.status != 0)
         #expect(
-            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 4"),
+            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 5"),
             "\(refused.stderr)")
         #expect(try applied() == before, "nothing was migrated")
+    }
+
+    @Test func aStoreFromBeforeTheCaseListTableIsUpgradedAndListsItsCases() throws {
+        let root = Binary.temporaryDirectory("upgrade-summaries")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        let opened = try Binary.ok(["case", "open", "--field", "title=김 어르신 고독사 위험"] + data)
+        let caseID = opened.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last ?? ""
+        // Put the store back as store version 4 left it: no listing table.
+        let queue = try DatabaseQueue(path: root + "/dong/casemesh.sqlite")
+        try queue.write { db in
+            try db.execute(sql: "DROP TABLE caseSummary")
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = '0005-case-summaries'")
+        }
+        let listed = try Binary.ok(["case", "list", "--json"] + data)
+        #expect(listed.contains(String(caseID)) && listed.contains("김 어르신 고독사 위험"), "\(listed)")
+        let applied = try queue.read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1")
+        }
+        #expect(applied.last == "0005-case-summaries")
     }
 }

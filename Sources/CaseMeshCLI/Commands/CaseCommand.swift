@@ -367,7 +367,7 @@ extension CaseCommand {
             // A case withdrawn from this institution is not listed, though it is held
             // until its own edits have gone out.
             let summaries = try CLIError.wrap {
-                try store.caseSummaries().filter { try store.withdrawal(of: $0.caseID) == nil }
+                try store.caseSummaries(matching: CaseListFilter(), limit: Int.max, offset: 0).cases
             }
             try access.record(store, summaries.map(\.caseID), .read, via: "case list")
             if output.json {

@@ -107,6 +107,15 @@ final class ApplySession {
         return ref
     }
 
+    /// The case ID a `caseRecord.id` stands for.
+    func caseKey(ofRef caseRef: Int64) throws -> String {
+        guard
+            let key = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT caseKey FROM caseRecord WHERE id = ?"), arguments: [caseRef])
+        else { throw StoreError(code: .corrupt, message: "a changed case went missing from caseRecord") }
+        return key
+    }
+
     func replicaRef(_ replica: ReplicaID) throws -> Int64 {
         // A batch comes from a handful of origins: comparing a few IDs beats hashing one.
         for recent in recentReplicas where recent.replica == replica { return recent.ref }
@@ -631,7 +640,11 @@ final class ApplySession {
                 .bind(state.encoded(coder: coder)).run()
         }
         for caseRef in cache.dirtyCases.sorted() {
-            try updateVersion.bind(try encodeVersion(version(ofCase: caseRef))).bind(caseRef).run()
+            let version = try version(ofCase: caseRef)
+            try updateVersion.bind(try encodeVersion(version)).bind(caseRef).run()
+            try SummaryRow.refresh(
+                db, caseRef: caseRef, caseKey: try caseKey(ofRef: caseRef), changeCount: version.totalCount,
+                coder: coder)
         }
         try db.execute(
             sql: "UPDATE replicaInfo SET checkpointArrival = ? WHERE singleton = 1", arguments: [nextArrival])

@@ -20,6 +20,10 @@ enum Migrations {
         migrator.registerMigration("0004-staff-and-intake") { db in
             try db.execute(sql: String(decoding: PackageResources._004_staff_and_intake_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0005-case-summaries") { db in
+            try db.execute(sql: String(decoding: PackageResources._005_case_summaries_sql, as: UTF8.self))
+            try SummaryRow.rebuildAll(db)
+        }
         return migrator
     }
 

@@ -1,0 +1,288 @@
+import CaseMeshCRDT
+import CaseMeshModel
+import Foundation
+import GRDB
+
+/// What a case list keeps: the filters of `GET /api/v1/cases` and `case list`.
+public struct CaseListFilter: Hashable, Sendable {
+    public var stage: String?
+    public var riskLevel: String?
+    /// An institution that must be among the case's participants.
+    public var participant: String?
+    /// Only cases with an open conflict.
+    public var conflictsOnly = false
+    /// Text that the title or a person's name must contain (case-insensitive).
+    public var text: String?
+
+    public init(
+        stage: String? = nil, riskLevel: String? = nil, participant: String? = nil, conflictsOnly: Bool = false,
+        text: String? = nil
+    ) {
+        self.stage = stage
+        self.riskLevel = riskLevel
+        self.participant = participant
+        self.conflictsOnly = conflictsOnly
+        self.text = text
+    }
+}
+
+/// One page of a case list, and how many cases matched in all.
+public struct CaseSummaryPage: Hashable, Sendable {
+    public var cases: [CaseSummary]
+    public var total: Int
+}
+
+/// A case's listing line as stored in `caseSummary` (see 0005-case-summaries.sql).
+struct SummaryRow {
+    var caseKey: String
+    var title: String?
+    var stage: String?
+    var riskLevel: String?
+    var participants: [String]
+    var searchText: String
+    var conflicts: Int
+    var changeCount: UInt64
+    var accessLog: Bool
+
+    /// The stored names of the fields a listing line is made of, and of person names.
+    static let fieldNames = ["case.title", "case.stage", "case.riskLevel", "case.participants", "case.tags"]
+    static let personNamePattern = "person*.name"
+
+    init(
+        caseKey: String, title: String?, stage: String?, riskLevel: String?, participants: [String],
+        searchText: String, conflicts: Int, changeCount: UInt64, accessLog: Bool
+    ) {
+        self.caseKey = caseKey
+        self.title = title
+        self.stage = stage
+        self.riskLevel = riskLevel
+        self.participants = participants
+        self.searchText = searchText
+        self.conflicts = conflicts
+        self.changeCount = changeCount
+        self.accessLog = accessLog
+    }
+
+    init(caseKey: String, fields: [FieldKey: FieldState], conflicts: Int, changeCount: UInt64) {
+        func register(_ name: String) -> String? {
+            guard case .register(let state)? = fields[FieldKey(entity: "case", field: name)] else { return nil }
+            return state.value?.description
+        }
+        self.caseKey = caseKey
+        title = register("title")
+        stage = register("stage")
+        riskLevel = register("riskLevel")
+        participants = []
+        if case .set(let set)? = fields[FieldKey(entity: "case", field: "participants")] {
+            participants = set.elements(.addWins)
+        }
+        var search: [String] = title.map { [$0.lowercased()] } ?? []
+        for (key, state) in fields.sorted(by: { $0.key < $1.key })
+        where key.entity == "person" && key.field == "name" {
+            guard case .register(let register) = state else { continue }
+            // Every sibling: a name in conflict is still found under either spelling.
+            search += register.siblings.map { $0.value.description.lowercased() }
+        }
+        searchText = search.joined(separator: "\n")
+        self.conflicts = conflicts
+        self.changeCount = changeCount
+        var isLog = false
+        if case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] {
+            isLog = tags.contains(CaseStore.accessLogTag, .addWins)
+        }
+        accessLog = isLog
+    }
+
+    init(snapshot: CaseSnapshot) {
+        self.init(
+            caseKey: snapshot.caseID.rawValue, fields: snapshot.fields, conflicts: snapshot.conflicts.count,
+            changeCount: snapshot.version.totalCount)
+    }
+
+    var summary: CaseSummary {
+        get throws {
+            CaseSummary(
+                caseID: try CaseID(caseKey), title: title, stage: stage, riskLevel: riskLevel,
+                participants: participants, openConflicts: conflicts, changeCount: changeCount)
+        }
+    }
+
+    func matches(_ filter: CaseListFilter) -> Bool {
+        if accessLog { return false }
+        if let stage = filter.stage, self.stage != stage { return false }
+        if let risk = filter.riskLevel, riskLevel != risk { return false }
+        if let participant = filter.participant, !participants.contains(participant) { return false }
+        if filter.conflictsOnly && conflicts == 0 { return false }
+        if let text = filter.text?.lowercased(), !text.isEmpty, !searchText.contains(text) { return false }
+        return true
+    }
+
+    /// Reads a case's checkpointed listing fields and writes its line.
+    static func refresh(
+        _ db: Database, caseRef: Int64, caseKey: String, changeCount: UInt64, coder: some ReplicaCoder
+    ) throws {
+        var fields: [FieldKey: FieldState] = [:]
+        let names = fieldNames.map { "'\($0)'" }.joined(separator: ", ")
+        for row in try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT fieldName.name, fieldState.state FROM fieldState
+                    JOIN fieldName ON fieldName.id = fieldState.fieldRef
+                    WHERE fieldState.caseRef = ? AND (fieldName.name IN (\(names)) OR fieldName.name GLOB ?)
+                    """),
+            arguments: [caseRef, personNamePattern])
+        {
+            fields[try FieldKey(parsing: row[0] as String)] = try FieldState(
+                decoding: [UInt8](row[1] as Data), coder: coder)
+        }
+        let conflicts =
+            try Int.fetchOne(
+                db.cachedStatement(sql: "SELECT COUNT(*) FROM fieldState WHERE caseRef = ? AND conflicted = 1"),
+                arguments: [caseRef]) ?? 0
+        let row = SummaryRow(caseKey: caseKey, fields: fields, conflicts: conflicts, changeCount: changeCount)
+        try db.cachedStatement(
+            sql: """
+                INSERT OR REPLACE INTO caseSummary
+                (caseRef, caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount, accessLog)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            caseRef, caseKey, row.title, row.stage, row.riskLevel,
+            row.participants.isEmpty ? "" : "\n" + row.participants.joined(separator: "\n") + "\n",
+            row.searchText, row.conflicts, Int64(clamping: row.changeCount), row.accessLog,
+        ])
+    }
+
+    /// Writes every case's line from its checkpointed state (the migration that
+    /// creates the table).
+    static func rebuildAll(_ db: Database) throws {
+        let coder = try ReplicaTableCoder(db)
+        for row in try Row.fetchAll(
+            db,
+            sql: "SELECT id, caseKey, version FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
+        {
+            var reader = BinaryReader([UInt8](row[2] as Data))
+            var total: UInt64 = 0
+            while !reader.isAtEnd {
+                _ = try coder.read(from: &reader)
+                total &+= try reader.readVarint()
+            }
+            try refresh(db, caseRef: row[0], caseKey: row[1], changeCount: total, coder: coder)
+        }
+    }
+}
+
+extension CaseStore {
+    /// Every case held here, by case ID.
+    public func caseSummaries() throws(StoreError) -> [CaseSummary] {
+        try caseSummaries(matching: CaseListFilter(), limit: Int.max, offset: 0, hidingWithdrawn: false).cases
+    }
+
+    /// One page of the cases held here that match `filter`, by case ID.
+    ///
+    /// Cases unchanged since the last checkpoint are read from their stored listing
+    /// lines, filtered and paged in SQL; the few the log's tail has changed since
+    /// are read whole and merged in, so the list is exactly what snapshots would say.
+    ///
+    /// - Parameter hidingWithdrawn: leave out the cases this institution is no longer
+    ///   entitled to (held only until its own edits have gone out), as a person's
+    ///   list must.
+    public func caseSummaries(
+        matching filter: CaseListFilter, limit: Int, offset: Int, hidingWithdrawn: Bool = true
+    ) throws(StoreError) -> CaseSummaryPage {
+        let schema = schema
+        let replicaID = replicaID
+        let now = clock.nowMillis()
+        return try read { db in
+            let tail = try LogTail(db)
+            let hidden: Set<Int64> =
+                hidingWithdrawn
+                ? Set(
+                    try Self.withdrawnCases(
+                        db, replicaID: replicaID, schema: schema, nowMillis: now, checkDelivery: false
+                    )
+                    .map(\.caseRef)) : []
+            var fresh: [SummaryRow] = []
+            for caseRef in tail.byCase.keys where !hidden.contains(caseRef) {
+                let isPurged =
+                    try Bool.fetchOne(
+                        db, sql: "SELECT 1 FROM caseTombstone WHERE caseRef = ?", arguments: [caseRef]) ?? false
+                guard !isPurged,
+                    let caseKey = try String.fetchOne(
+                        db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
+                else { continue }
+                let row = SummaryRow(
+                    snapshot: try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema))
+                if row.matches(filter) { fresh.append(row) }
+            }
+            fresh.sort { $0.caseKey < $1.caseKey }
+            var conditions = ["accessLog = 0", "caseRef NOT IN (SELECT caseRef FROM caseTombstone)"]
+            var arguments: [any DatabaseValueConvertible] = []
+            let excluded = hidden.union(tail.byCase.keys)
+            if !excluded.isEmpty {
+                conditions.append("caseRef NOT IN (\(excluded.sorted().map(String.init).joined(separator: ",")))")
+            }
+            if let stage = filter.stage {
+                conditions.append("stage = ?")
+                arguments.append(stage)
+            }
+            if let risk = filter.riskLevel {
+                conditions.append("riskLevel = ?")
+                arguments.append(risk)
+            }
+            if let participant = filter.participant {
+                conditions.append("instr(participants, ?) > 0")
+                arguments.append("\n" + participant + "\n")
+            }
+            if filter.conflictsOnly { conditions.append("conflicts > 0") }
+            if let text = filter.text?.lowercased(), !text.isEmpty {
+                conditions.append("instr(searchText, ?) > 0")
+                arguments.append(text)
+            }
+            let condition = conditions.joined(separator: " AND ")
+            let stored =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM caseSummary WHERE \(condition)",
+                    arguments: StatementArguments(arguments)) ?? 0
+            // With no fresh lines the page is the stored page; otherwise it lies within
+            // the first offset + limit stored lines, merged with the fresh ones.
+            let sqlLimit: Int
+            let sqlOffset: Int
+            if fresh.isEmpty {
+                (sqlLimit, sqlOffset) = (limit == Int.max ? -1 : limit, offset)
+            } else {
+                let (window, overflow) = offset.addingReportingOverflow(limit)
+                (sqlLimit, sqlOffset) = (overflow || limit == Int.max ? -1 : window, 0)
+            }
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount
+                    FROM caseSummary WHERE \(condition) ORDER BY caseKey LIMIT ? OFFSET ?
+                    """,
+                arguments: StatementArguments(arguments + [sqlLimit, sqlOffset]))
+            var merged: [SummaryRow] = []
+            merged.reserveCapacity(rows.count + fresh.count)
+            var next = fresh.makeIterator()
+            var pending = next.next()
+            for row in rows {
+                let participants = (row[4] as String).split(separator: "\n").map(String.init)
+                let line = SummaryRow(
+                    caseKey: row[0], title: row[1], stage: row[2], riskLevel: row[3], participants: participants,
+                    searchText: row[5], conflicts: row[6], changeCount: UInt64(max(0, row[7] as Int64)),
+                    accessLog: false)
+                while let candidate = pending, candidate.caseKey < line.caseKey {
+                    merged.append(candidate)
+                    pending = next.next()
+                }
+                merged.append(line)
+            }
+            while let candidate = pending {
+                merged.append(candidate)
+                pending = next.next()
+            }
+            let page = merged.dropFirst(offset - sqlOffset).prefix(limit)
+            return CaseSummaryPage(cases: try page.map { try $0.summary }, total: stored + fresh.count)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+../../../schema/migrations/0005-case-summaries.sql
