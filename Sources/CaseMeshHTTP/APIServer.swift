@@ -7,6 +7,7 @@ import HummingbirdTLS
 public import Logging
 import NIOCore
 import NIOSSL
+public import Prometheus
 import Synchronization
 
 /// How the node's HTTP listener is set up (`casemesh serve --http`).
@@ -27,6 +28,9 @@ public struct APIConfiguration: Sendable {
     /// The consortium secret for resident registration numbers (`persons/identify`,
     /// `persons/find`); without it those answer 503.
     public var residentNumberHasher: ResidentNumberHasher?
+    /// Where the process's metrics are collected (`serve` bootstraps swift-metrics
+    /// with it); `/metrics` serves it. Without it `/metrics` answers 404.
+    public var metricsRegistry: PrometheusCollectorRegistry?
 
     public init(host: String, port: Int, certificatePath: String? = nil, keyPath: String? = nil) {
         self.host = host
@@ -89,7 +93,12 @@ public enum APIServer {
         let slots = RequestSlots(limit: configuration.maximumConcurrentRequests)
         let api = API(store: store, node: node, configuration: configuration, logger: logger, slots: slots)
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: ProblemMiddleware(logger: logger))
+        // The probes answer even when every request slot is taken.
+        OperatorEndpoints(
+            store: store, node: node, registry: configuration.metricsRegistry, detailed: configuration.isLoopback
+        ).register(on: router)
         router.add(middleware: ConcurrencyLimitMiddleware(slots: slots))
         api.register(on: router)
         let server: HTTPServerBuilder
@@ -113,6 +122,24 @@ public enum APIServer {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
+    }
+}
+
+/// The operator's listener (`serve --admin HOST:PORT`): `/health`, its probes and
+/// `/metrics` only, for a monitoring network. Plain HTTP: nothing on it is personal
+/// data or a secret.
+public enum AdminServer {
+    public static func application(
+        store: CaseStore, node: Node?, host: String, port: Int, registry: PrometheusCollectorRegistry?,
+        logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: ProblemMiddleware(logger: logger))
+        OperatorEndpoints(store: store, node: node, registry: registry, detailed: true).register(on: router)
+        return Application(
+            router: router, server: .http1(),
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 }
 

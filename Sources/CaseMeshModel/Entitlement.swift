@@ -95,3 +95,36 @@ public struct Entitlement: Hashable, Sendable {
         }
     }
 }
+
+extension Entitlement {
+    /// How long `institution` may receive the case, as of `nowMillis`: the rule only
+    /// narrows as time passes (consents run out), so this is the first consent end
+    /// at which the rule stops granting the case; stored with a case's listing line
+    /// so a list need not evaluate the rule for every case.
+    public enum Horizon: Hashable, Sendable {
+        /// Not entitled now.
+        case none
+        /// Entitled until the fields change (the lead, or consents without an end).
+        case unbounded
+        /// Entitled until this time (milliseconds since the Unix epoch), exclusive.
+        case until(UInt64)
+    }
+
+    public static func horizon(
+        of institution: InstitutionID, fields: [FieldKey: FieldState], schema: CaseSchema, nowMillis: UInt64
+    ) -> Horizon {
+        func receives(at millis: UInt64) -> Bool {
+            Entitlement(of: institution, fields: fields, schema: schema, nowMillis: millis).receivesCase
+        }
+        guard receives(at: nowMillis) else { return .none }
+        var ends: [UInt64] = []
+        for (key, state) in fields where key.entity == "consent" && key.field == "validUntil" {
+            guard case .register(let register) = state else { continue }
+            for case .string(let text) in register.siblings.map(\.value) {
+                if let end = DateText.millis(text), end > nowMillis { ends.append(end) }
+            }
+        }
+        for end in ends.sorted() where !receives(at: end) { return .until(end) }
+        return .unbounded
+    }
+}

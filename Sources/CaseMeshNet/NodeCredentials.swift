@@ -1,6 +1,6 @@
 public import CaseMeshCRDT
 import Crypto
-import Foundation
+public import Foundation
 public import NIOSSL
 public import X509
 
@@ -18,6 +18,8 @@ public struct NodeCredentials: Sendable {
     private let signingKey: P256.Signing.PrivateKey
     /// This node's certificate (DER), sent with its seals.
     public let certificateDER: [UInt8]
+    /// When this node's certificate stops being valid.
+    public let certificateNotAfter: Date
 
     /// Loads and checks the files.
     ///
@@ -50,6 +52,7 @@ public struct NodeCredentials: Sendable {
         }
         replicaID = try PeerVerifier.replicaID(of: leaf)
         certificateDER = (try? leafPEM.toDERBytes()) ?? []
+        certificateNotAfter = leaf.notValidAfter
         do {
             signingKey = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
         } catch {

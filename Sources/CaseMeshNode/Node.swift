@@ -2,11 +2,12 @@ import CaseMeshCRDT
 public import CaseMeshNet
 public import CaseMeshStore
 public import CaseMeshSync
-import Foundation
+public import Foundation
 public import Logging
 public import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import X509
 
 /// A running CaseMesh node: accepts sync connections from peers over mutual TLS and
 /// dials its configured peers periodically, with jitter and exponential back-off.
@@ -26,6 +27,9 @@ public actor Node: Service {
     /// How this node signs its changes and verifies others'.
     private let authentication: SyncRunner.Authentication
     private var onListening: (@Sendable (Int) -> Void)?
+    /// When this node's certificate expires.
+    public nonisolated let certificateNotAfter: Date
+    private nonisolated let authority: Certificate
 
     public init(
         configuration: NodeConfiguration, store: CaseStore, group: any EventLoopGroup, logger: Logger,
@@ -42,6 +46,8 @@ public actor Node: Service {
             )
         }
         let verifier = PeerVerifier(credentials: credentials)
+        certificateNotAfter = credentials.certificateNotAfter
+        authority = credentials.authority
         var transport = try SyncTransport(credentials: credentials, verifier: verifier, group: group)
         authentication = SyncRunner.Authentication(
             sign: { message in try credentials.sign(message) },
@@ -54,6 +60,16 @@ public actor Node: Service {
         self.transport = transport
         self.logger = logger
         self.onListening = onListening
+    }
+
+    /// When the CRL in use must be replaced by a fresh one (its next update), read
+    /// from the file now; nil without a CRL or when the file cannot be read.
+    public nonisolated func revocationListNextUpdate() -> Date? {
+        guard let path = configuration.revocationList,
+            let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let list = try? RevocationList(pem: text, issuer: authority)
+        else { return nil }
+        return list.nextUpdate
     }
 
     public func run() async throws {
@@ -139,7 +155,7 @@ public actor Node: Service {
             await Self.discard(connection)
             return
         }
-        let outcome = await runSession(connection, peer: peer)
+        let outcome = await runSession(connection, peer: peer, dialled: false)
         // A node that only listens learns of withdrawals from the peers that dial it,
         // and its own edits reach them in the same session: it purges after serving.
         afterSession(outcome)
@@ -178,8 +194,10 @@ public actor Node: Service {
 
     /// Runs a sync session on an authenticated connection and logs its outcome.
     private func runSession(
-        _ connection: PeerConnection, peer: ReplicaID, progress: (@Sendable (SyncSummary) -> Void)? = nil
+        _ connection: PeerConnection, peer: ReplicaID, dialled: Bool,
+        progress: (@Sendable (SyncSummary) -> Void)? = nil
     ) async -> SyncRunner.Outcome {
+        let started = ContinuousClock.now
         var runner = SyncRunner(store: store)
         runner.progress = progress
         runner.authentication = authentication
@@ -201,6 +219,7 @@ public actor Node: Service {
             logger.warning(
                 "peer sent changes that were refused", metadata: ["peer": "\(peer)", "first": "\(outcome.refused[0])"])
         }
+        NodeMetrics.record(outcome, peer: peer, dialled: dialled, duration: ContinuousClock.now - started)
         if let error = outcome.error {
             metadata["error"] = "\(error)"
             logger.warning("sync failed", metadata: metadata)
@@ -232,7 +251,7 @@ public actor Node: Service {
                     message: "\(peer.host):\(peer.port) presents the certificate of \(certified), but \(peer.replica) "
                         + "was expected there: check the --peer address")
             }
-            let outcome = await runSession(connection, peer: certified, progress: progress)
+            let outcome = await runSession(connection, peer: certified, dialled: true, progress: progress)
             failures[peer.replica] = outcome.error == nil ? 0 : (failures[peer.replica] ?? 0) + 1
             afterSession(outcome)
             return outcome
@@ -240,6 +259,7 @@ public actor Node: Service {
             failures[peer.replica] = (failures[peer.replica] ?? 0) + 1
             let reason = NetError.describing(error, address: "\(peer.host):\(peer.port)", listening: false).message
             try? store.recordSyncOutcome(peer: peer.replica, error: reason)
+            NodeMetrics.recordUnreachable(peer.replica)
             logger.warning("cannot reach peer", metadata: ["peer": "\(peer.replica)", "reason": "\(reason)"])
             return SyncRunner.Outcome(summary: SyncSummary(), error: .unreachable(reason), refused: [])
         }
@@ -253,6 +273,7 @@ public actor Node: Service {
         do {
             let purged = try store.purgeUnentitledCases()
             purgedCases += purged
+            NodeMetrics.recordPurges(purged.count)
             for item in purged {
                 logger.notice("case purged", metadata: ["case": "\(item.caseID)", "reason": "\(item.reason)"])
             }

@@ -43,15 +43,21 @@ struct SummaryRow {
     var conflicts: Int
     var changeCount: UInt64
     var accessLog: Bool
+    /// See `visibleUntil` in 0005-case-summaries.sql: nil unbounded, 0 not entitled.
+    var visibleUntil: Int64?
 
     /// The stored names of the fields a listing line is made of, and of person names.
-    static let fieldNames = ["case.title", "case.stage", "case.riskLevel", "case.participants", "case.tags"]
+    static let fieldNames = [
+        "case.title", "case.stage", "case.riskLevel", "case.participants", "case.tags", "case.leadInstitution",
+    ]
     static let personNamePattern = "person*.name"
+    static let consentPattern = "consent#*"
 
     init(
         caseKey: String, title: String?, stage: String?, riskLevel: String?, participants: [String],
-        searchText: String, conflicts: Int, changeCount: UInt64, accessLog: Bool
+        searchText: String, conflicts: Int, changeCount: UInt64, accessLog: Bool, visibleUntil: Int64? = nil
     ) {
+        self.visibleUntil = visibleUntil
         self.caseKey = caseKey
         self.title = title
         self.stage = stage
@@ -63,7 +69,17 @@ struct SummaryRow {
         self.accessLog = accessLog
     }
 
-    init(caseKey: String, fields: [FieldKey: FieldState], conflicts: Int, changeCount: UInt64) {
+    init(
+        caseKey: String, fields: [FieldKey: FieldState], conflicts: Int, changeCount: UInt64,
+        visibility: Visibility
+    ) {
+        switch Entitlement.horizon(
+            of: visibility.institution, fields: fields, schema: visibility.schema, nowMillis: visibility.nowMillis)
+        {
+        case .none: visibleUntil = 0
+        case .unbounded: visibleUntil = nil
+        case .until(let end): visibleUntil = Int64(clamping: end)
+        }
         func register(_ name: String) -> String? {
             guard case .register(let state)? = fields[FieldKey(entity: "case", field: name)] else { return nil }
             return state.value?.description
@@ -93,10 +109,22 @@ struct SummaryRow {
         accessLog = isLog
     }
 
-    init(snapshot: CaseSnapshot) {
+    /// Whose need-to-know rule decides `visibleUntil`, and when.
+    struct Visibility {
+        var institution: InstitutionID
+        var schema: CaseSchema
+        var nowMillis: UInt64
+    }
+
+    init(snapshot: CaseSnapshot, visibility: Visibility) {
         self.init(
             caseKey: snapshot.caseID.rawValue, fields: snapshot.fields, conflicts: snapshot.conflicts.count,
-            changeCount: snapshot.version.totalCount)
+            changeCount: snapshot.version.totalCount, visibility: visibility)
+    }
+
+    func isVisible(atMillis now: UInt64) -> Bool {
+        guard let visibleUntil else { return true }
+        return visibleUntil > Int64(clamping: now)
     }
 
     var summary: CaseSummary {
@@ -119,7 +147,8 @@ struct SummaryRow {
 
     /// Reads a case's checkpointed listing fields and writes its line.
     static func refresh(
-        _ db: Database, caseRef: Int64, caseKey: String, changeCount: UInt64, coder: some ReplicaCoder
+        _ db: Database, caseRef: Int64, caseKey: String, changeCount: UInt64, coder: some ReplicaCoder,
+        visibility: Visibility
     ) throws {
         var fields: [FieldKey: FieldState] = [:]
         let names = fieldNames.map { "'\($0)'" }.joined(separator: ", ")
@@ -128,9 +157,10 @@ struct SummaryRow {
                 sql: """
                     SELECT fieldName.name, fieldState.state FROM fieldState
                     JOIN fieldName ON fieldName.id = fieldState.fieldRef
-                    WHERE fieldState.caseRef = ? AND (fieldName.name IN (\(names)) OR fieldName.name GLOB ?)
+                    WHERE fieldState.caseRef = ?
+                    AND (fieldName.name IN (\(names)) OR fieldName.name GLOB ? OR fieldName.name GLOB ?)
                     """),
-            arguments: [caseRef, personNamePattern])
+            arguments: [caseRef, personNamePattern, consentPattern])
         {
             fields[try FieldKey(parsing: row[0] as String)] = try FieldState(
                 decoding: [UInt8](row[1] as Data), coder: coder)
@@ -139,17 +169,19 @@ struct SummaryRow {
             try Int.fetchOne(
                 db.cachedStatement(sql: "SELECT COUNT(*) FROM fieldState WHERE caseRef = ? AND conflicted = 1"),
                 arguments: [caseRef]) ?? 0
-        let row = SummaryRow(caseKey: caseKey, fields: fields, conflicts: conflicts, changeCount: changeCount)
+        let row = SummaryRow(
+            caseKey: caseKey, fields: fields, conflicts: conflicts, changeCount: changeCount, visibility: visibility)
         try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO caseSummary
-                (caseRef, caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount, accessLog)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                (caseRef, caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount, accessLog,
+                 visibleUntil)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             caseRef, caseKey, row.title, row.stage, row.riskLevel,
             row.participants.isEmpty ? "" : "\n" + row.participants.joined(separator: "\n") + "\n",
-            row.searchText, row.conflicts, Int64(clamping: row.changeCount), row.accessLog,
+            row.searchText, row.conflicts, Int64(clamping: row.changeCount), row.accessLog, row.visibleUntil,
         ])
     }
 
@@ -157,6 +189,13 @@ struct SummaryRow {
     /// creates the table).
     static func rebuildAll(_ db: Database) throws {
         let coder = try ReplicaTableCoder(db)
+        guard let replica = try String.fetchOne(db, sql: "SELECT replicaID FROM replicaInfo WHERE singleton = 1")
+        else { return }
+        // The rule reads only participants, lead and consents, whose merge semantics
+        // are the bundled schema's; the next checkpoint of a case rewrites its line.
+        let visibility = Visibility(
+            institution: try ReplicaID(replica).institution, schema: .bundled,
+            nowMillis: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))
         for row in try Row.fetchAll(
             db,
             sql: "SELECT id, caseKey, version FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
@@ -167,7 +206,8 @@ struct SummaryRow {
                 _ = try coder.read(from: &reader)
                 total &+= try reader.readVarint()
             }
-            try refresh(db, caseRef: row[0], caseKey: row[1], changeCount: total, coder: coder)
+            try refresh(
+                db, caseRef: row[0], caseKey: row[1], changeCount: total, coder: coder, visibility: visibility)
         }
     }
 }
@@ -195,13 +235,23 @@ extension CaseStore {
         let now = clock.nowMillis()
         return try read { db in
             let tail = try LogTail(db)
-            let hidden: Set<Int64> =
-                hidingWithdrawn
-                ? Set(
-                    try Self.withdrawnCases(
-                        db, replicaID: replicaID, schema: schema, nowMillis: now, checkDelivery: false
-                    )
-                    .map(\.caseRef)) : []
+            let visibility = SummaryRow.Visibility(institution: replicaID.institution, schema: schema, nowMillis: now)
+            // A departure notice held for a case may take this institution out of it
+            // before the change itself arrives: those few cases get the whole rule.
+            var hidden: Set<Int64> = []
+            if hidingWithdrawn {
+                let noticed = try Int64.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT caseRecord.id FROM departureNotice
+                        JOIN caseRecord ON caseRecord.caseKey = departureNotice.caseKey
+                        """)
+                for caseRef in noticed {
+                    let withdrawn = try Self.withdrawnCases(
+                        db, replicaID: replicaID, schema: schema, nowMillis: now, only: caseRef, checkDelivery: false)
+                    if !withdrawn.isEmpty { hidden.insert(caseRef) }
+                }
+            }
             var fresh: [SummaryRow] = []
             for caseRef in tail.byCase.keys where !hidden.contains(caseRef) {
                 let isPurged =
@@ -212,8 +262,9 @@ extension CaseStore {
                         db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [caseRef])
                 else { continue }
                 let row = SummaryRow(
-                    snapshot: try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema))
-                if row.matches(filter) { fresh.append(row) }
+                    snapshot: try Self.snapshot(db, caseID: CaseID(caseKey), tail: tail, schema: schema),
+                    visibility: visibility)
+                if row.matches(filter), !hidingWithdrawn || row.isVisible(atMillis: now) { fresh.append(row) }
             }
             fresh.sort { $0.caseKey < $1.caseKey }
             var conditions = ["accessLog = 0", "caseRef NOT IN (SELECT caseRef FROM caseTombstone)"]
@@ -235,6 +286,10 @@ extension CaseStore {
                 arguments.append("\n" + participant + "\n")
             }
             if filter.conflictsOnly { conditions.append("conflicts > 0") }
+            if hidingWithdrawn {
+                conditions.append("(visibleUntil IS NULL OR visibleUntil > ?)")
+                arguments.append(Int64(clamping: now))
+            }
             if let text = filter.text?.lowercased(), !text.isEmpty {
                 conditions.append("instr(searchText, ?) > 0")
                 arguments.append(text)

@@ -5,6 +5,8 @@ import Testing
 struct APIClient {
     let base: String
     var token: String?
+    /// More curl options (a CA to trust for https).
+    var curlOptions: [String] = []
 
     struct Answer {
         var status: Int
@@ -18,7 +20,7 @@ struct APIClient {
         _ method: String, _ path: String, body: String? = nil, contentType: String = "application/json",
         headers: [String] = [], bearer: String? = nil
     ) throws -> Answer {
-        var arguments = ["-s", "-D", "-", "-X", method, base + path, "--max-time", "20"]
+        var arguments = ["-s", "-D", "-", "-X", method, base + path, "--max-time", "20"] + curlOptions
         if let token = bearer ?? token { arguments += ["-H", "Authorization: Bearer \(token)"] }
         for header in headers { arguments += ["-H", header] }
         if body != nil { arguments += ["-H", "Content-Type: \(contentType)", "--data-binary", "@-"] }
@@ -378,5 +380,40 @@ struct APIClient {
             }
         }
         for log in logs + [node.log] { #expect(!log.contains("1234567")) }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func offLoopbackTheAPIIsServedOnlyOverTLSWithTheInstitutionsWebCertificate() throws {
+        let root = Binary.temporaryDirectory("api-tls")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server"])
+        try Self.addStaff(consortium.data("dong"), "kim", "caseworker", "김민지")
+        // Without a web certificate, an address other than loopback is refused.
+        let refused = try Binary.run(
+            ["serve", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"] + consortium.data("dong")
+                + consortium.tls["dong"]!)
+        #expect(refused.status != 0 && refused.stderr.contains("not a loopback address"), "\(refused.stderr)")
+        // The institution's own web certificate (not the consortium CA's).
+        let web = try TestAuthority.shell(
+            """
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+              -addext subjectAltName=IP:127.0.0.1 -keyout '\(root)/web.key' -out '\(root)/web.pem' 2>&1
+            """)
+        #expect(web.status == 0, "\(web.output)")
+        let node = try NodeProcess(
+            consortium.data("dong") + consortium.tls["dong"]! + [
+                "--http", "127.0.0.1:0", "--http-cert", root + "/web.pem", "--http-key", root + "/web.key",
+            ], logPath: root + "/dong.log")
+        defer { node.stop() }
+        let announced = try #require(node.nextAnnouncement())
+        let port = try #require(announced["port"] as? Int)
+        #expect((announced["url"] as? String)?.hasPrefix("https://") == true)
+        var client = APIClient(base: "https://127.0.0.1:\(port)", curlOptions: ["--cacert", root + "/web.pem"])
+        client = try client.login("kim", Self.password)
+        #expect(client.token != nil)
+        #expect(try client.call("GET", "/api/v1/cases").status == 200)
+        // Plain HTTP to the TLS listener gets no answer, and no password crosses it.
+        let plain = try APIClient(base: "http://127.0.0.1:\(port)").call("GET", "/api/v1/session")
+        #expect(plain.status == 0 || plain.status == 400, "\(plain.status)")
     }
 }

@@ -16,6 +16,10 @@ CREATE TABLE caseSummary (
     conflicts    INTEGER NOT NULL DEFAULT 0,
     changeCount  INTEGER NOT NULL DEFAULT 0,
     -- Whether the case is another case's access log (never listed).
-    accessLog    INTEGER NOT NULL DEFAULT 0
+    accessLog    INTEGER NOT NULL DEFAULT 0,
+    -- Until when (ms) this node's institution may hold the case by the need-to-know
+    -- rule as of the checkpoint: NULL while the fields do not change, 0 not at all.
+    -- Consents only run out, so the rule is true before this time and false after.
+    visibleUntil INTEGER
 );
 CREATE INDEX caseSummaryByKey ON caseSummary (caseKey);

@@ -5,7 +5,9 @@ import CaseMeshOperations
 import CaseMeshStore
 import CaseMeshSync
 import Foundation
+import Metrics
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
@@ -35,8 +37,30 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The consortium secret file for resident registration numbers (the API's persons/identify and find).")
     var residentNumberSecret: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Also serve /health, /health/live, /health/ready and /metrics (no login) on HOST:PORT, for a monitoring "
+                + "network; they are on a loopback --http listener too."))
+    var admin: String?
+
     func run() async throws {
         let configuration = try node.configuration(listen: listen, interval: interval)
+        let adminAddress = try admin.map { text throws(CLIError) in
+            do { return try NodeConfiguration.parseAddress(text) } catch {
+                throw CLIError(message: "--admin: \(error)")
+            }
+        }
+        // One registry per process: swift-metrics can be bootstrapped once, and
+        // serve is the only command that keeps running to be scraped.
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.nameAndLabelSanitizer = { label, dimensions in
+            func clean(_ text: String) -> String {
+                String(text.map { $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII || $0 == "_" ? $0 : "_" })
+            }
+            return (clean(label), dimensions.map { (clean($0.0), $0.1) })
+        }
+        MetricsSystem.bootstrap(factory)
         let logger = try node.logger("casemesh.serve")
         let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
         let lock: DataDirectoryLock
@@ -79,6 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
                     try ResidentNumberHasher(secretFile: residentNumberSecret)
                 }
             }
+            api.metricsRegistry = registry
             let scheme = api.certificatePath == nil ? "http" : "https"
             let host = api.host.contains(":") ? "[\(api.host)]" : api.host
             let application = try APIServer.application(
@@ -91,6 +116,14 @@ struct ServeCommand: AsyncParsableCommand {
                     ]).text)
             }
             services.append(application)
+        }
+        if let (host, port) = adminAddress {
+            services.append(
+                AdminServer.application(
+                    store: store, node: service, host: host, port: port, registry: registry, logger: logger
+                ) { port in
+                    emit(JSONValue.object(["event": .string("admin-listening"), "port": .number(Int64(port))]).text)
+                })
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -631,6 +631,12 @@ final class ApplySession {
             arguments: [Int64(clock.latest.physical), Int64(clock.latest.logical)])
         guard checkpoint || cache.dirtyStates.count > cache.dirtyCapacity else { return }
         let coder = SessionReplicaCoder(session: self)
+        let visibility =
+            try receiver.map {
+                SummaryRow.Visibility(institution: $0.institution, schema: schema, nowMillis: wallMillis)
+            }
+            ?? SummaryRow.Visibility(
+                institution: try InstitutionID("unknown"), schema: schema, nowMillis: wallMillis)
         // In key order: consecutive writes land on the same B-tree pages.
         for key in cache.dirtyStates.sorted(by: { ($0.caseRef, $0.fieldRef) < ($1.caseRef, $1.fieldRef) }) {
             guard let state = cache.states[key] else {
@@ -644,7 +650,7 @@ final class ApplySession {
             try updateVersion.bind(try encodeVersion(version)).bind(caseRef).run()
             try SummaryRow.refresh(
                 db, caseRef: caseRef, caseKey: try caseKey(ofRef: caseRef), changeCount: version.totalCount,
-                coder: coder)
+                coder: coder, visibility: visibility)
         }
         try db.execute(
             sql: "UPDATE replicaInfo SET checkpointArrival = ? WHERE singleton = 1", arguments: [nextArrival])
