@@ -114,6 +114,18 @@ extension CaseStore {
         let writes = try accessLogWrites(for: caseIDs, record)
         guard !writes.isEmpty else { return }
         try moveSpilledAccess()
+        let grouped = accessCommits.commit(writes) { batch in
+            try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
+                // Two reads of a case never read before both saw its log as new.
+                var opened: Set<CaseID> = []
+                for var write in batch {
+                    if opened.contains(write.companion) { write.isNew = false }
+                    opened.insert(write.companion)
+                    try Self.commit([write], in: session)
+                }
+            }
+        }
+        if grouped { return }
         do {
             try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
                 try Self.commit(writes, in: session)
@@ -149,29 +161,59 @@ extension CaseStore {
             throw StoreError(code: .invalidWrite, message: "cannot encode the access record: \(error)")
         }
         let own = replicaID.institution
+        let schema = schema
+        // Only the fields the entry depends on: the case's lead and tags, the log's
+        // participants (a whole snapshot would decode every entry of the log).
+        let held: [(lead: String?, isLog: Bool, companionKnown: Bool?)?] = try read { db in
+            let tail = try LogTail(db)
+            let coder = try ReplicaTableCoder(db)
+            return try caseIDs.map { caseID in
+                var lead: String?
+                var isLog = false
+                if leads[caseID] == nil {
+                    guard
+                        let fields = try Self.fields(
+                            db, of: caseID, named: ["case.leadInstitution", "case.tags"], tail: tail, schema: schema,
+                            coder: coder)
+                    else { return nil }
+                    if case .register(let register)? = fields[Entitlement.lead],
+                        case .string(let name)? = register.value
+                    {
+                        lead = name
+                    }
+                    if case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] {
+                        isLog = tags.contains(Self.accessLogTag, .addWins)
+                    }
+                }
+                let companion = try Self.fields(
+                    db, of: Self.accessLogCase(of: caseID), named: ["case.participants"], tail: tail, schema: schema,
+                    coder: coder)
+                let known = companion.map { fields -> Bool in
+                    if case .set(let participants)? = fields[Entitlement.participants] {
+                        return participants.contains(own.rawValue, .addWins)
+                    }
+                    return false
+                }
+                return (lead, isLog, known)
+            }
+        }
         var writes: [AccessLogWrite] = []
-        for caseID in caseIDs {
+        for (caseID, found) in zip(caseIDs, held) {
             var lead = own.rawValue
             if let known = leads[caseID] {
                 lead = known
             } else {
-                let snapshot = try snapshot(of: caseID)
-                // An access log's own reads are not logged again.
-                if Self.isAccessLog(snapshot) { continue }
-                if case .register(let register)? = snapshot.fields[Entitlement.lead],
-                    case .string(let name)? = register.value
-                {
-                    lead = name
+                guard let found else {
+                    _ = try snapshot(of: caseID)  // throws why: not held, or purged and when
+                    throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica")
                 }
+                // An access log's own reads are not logged again.
+                if found.isLog { continue }
+                if let name = found.lead { lead = name }
             }
             let companion = Self.accessLogCase(of: caseID)
             var ops: [FieldOperation] = [.append(Self.accessLogField, entry)]
-            let known = (try? self.snapshot(of: companion)).map { existing in
-                if case .set(let participants)? = existing.fields[Entitlement.participants] {
-                    return participants.contains(own.rawValue, .addWins)
-                }
-                return false
-            }
+            let known = found?.companionKnown ?? nil
             if known != true {
                 // The first entry this institution writes: it joins the log's participants
                 // under the statutory basis for keeping access records.

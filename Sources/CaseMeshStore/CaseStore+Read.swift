@@ -86,6 +86,43 @@ extension CaseStore {
         return CaseSnapshot(caseID: caseID, version: version, fields: fields)
     }
 
+    /// Some fields of a case as held here (checkpointed state with the log's tail
+    /// replayed), without reading the rest; nil when the case is not held or purged.
+    static func fields(
+        _ db: Database, of caseID: CaseID, named names: [String], tail: LogTail, schema: CaseSchema,
+        coder: ReplicaTableCoder
+    ) throws -> [FieldKey: FieldState]? {
+        guard
+            let caseRef = try Int64.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT id FROM caseRecord WHERE caseKey = ?
+                        AND id NOT IN (SELECT caseRef FROM caseTombstone)
+                        """),
+                arguments: [caseID.rawValue])
+        else { return nil }
+        var fields: [FieldKey: FieldState] = [:]
+        let list = names.map { "'\($0)'" }.joined(separator: ", ")
+        for row in try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef
+                    WHERE caseRef = ? AND fieldName.name IN (\(list))
+                    """),
+            arguments: [caseRef])
+        {
+            fields[try FieldKey(parsing: row[0] as String)] = try FieldState(
+                decoding: [UInt8](row[1] as Data), coder: coder)
+        }
+        if !tail.changes(ofCase: caseRef).isEmpty {
+            var version = VersionVector()
+            try tail.replay(ofCase: caseRef, fields: &fields, version: &version, schema: schema)
+            let wanted = Set(names)
+            fields = fields.filter { wanted.contains($0.key.storageKey) }
+        }
+        return fields
+    }
+
     /// Every open conflict, by case and field.
     public func openConflicts() throws(StoreError) -> [ConflictSummary] {
         let schema = schema

@@ -18,6 +18,8 @@ public struct CaseStore: Sendable {
     let writer: any DatabaseWriter
     let clock: any WallClock
     let cache = StoreCache()
+    /// Concurrent reads' access entries, committed together (see ``GroupCommit``).
+    let accessCommits = GroupCommit<AccessLogWrite>()
     /// The reserve for access entries on a full disk (none for a store in memory).
     let spill: AccessSpill?
     /// How far ahead of the wall clock a received change's timestamp may be.
@@ -50,6 +52,9 @@ public struct CaseStore: Sendable {
     static func configuration() -> Configuration {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
+        // Readers at once: a served node reads for its peers' pulls and for every API
+        // request; GRDB's default of 5 made requests queue behind long page reads.
+        configuration.maximumReaderCount = 16
         configuration.prepareDatabase { db in
             // FULL: an acknowledged commit survives power loss as well as kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
