@@ -112,4 +112,25 @@ import Testing
         }
         #expect(applied.last == "0005-case-summaries")
     }
+
+    @Test func statusShowsTheNodeAndCheckFindsADamagedStore() throws {
+        let root = Binary.temporaryDirectory("status-check")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = ["--data", root + "/dong"]
+        try Binary.ok(["init", "--replica", "dong.office/server"] + data)
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + data)
+        try Binary.ok(["case", "note", caseID, "첫 상담"] + data)
+        let status = try Binary.ok(["status", "--json"] + data)
+        let figures = try #require(try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])
+        #expect(figures["replica"] as? String == "dong.office/server" && figures["cases"] as? Int == 1)
+        #expect((figures["log_changes"] as? Int ?? 0) >= 2 && figures["quarantined"] as? Int == 0)
+        #expect(try Binary.ok(["check"] + data).contains("ok"))
+        // A version vector that no longer matches the log (a disk that lost a write).
+        let queue = try DatabaseQueue(path: root + "/dong/casemesh.sqlite")
+        try queue.write { db in
+            try db.execute(sql: "UPDATE caseRecord SET version = x'' WHERE caseKey = ?", arguments: [caseID])
+        }
+        let damaged = try Binary.run(["check"] + data)
+        #expect(damaged.status != 0 && damaged.stdout.contains("case \(caseID): its version vector"), "\(damaged)")
+    }
 }
