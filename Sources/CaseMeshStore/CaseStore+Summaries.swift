@@ -53,6 +53,18 @@ struct SummaryRow {
     static let personNamePattern = "person*.name"
     static let consentPattern = "consent#*"
 
+    /// Whether a field is read into a listing line (shown, searched, or deciding
+    /// who may see the case).
+    static func isListed(_ field: FieldKey) -> Bool {
+        switch field.entity {
+        case "case":
+            return ["title", "stage", "riskLevel", "participants", "tags", "leadInstitution"].contains(field.field)
+        case "person": return field.field == "name"
+        case "consent": return true
+        default: return false
+        }
+    }
+
     init(
         caseKey: String, title: String?, stage: String?, riskLevel: String?, participants: [String],
         searchText: String, conflicts: Int, changeCount: UInt64, accessLog: Bool, visibleUntil: Int64? = nil

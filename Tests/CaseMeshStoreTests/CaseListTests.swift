@@ -86,7 +86,12 @@ import Testing
         for _ in 0..<90 {
             let caseID = caseIDs.randomElement(using: &generator)!
             let op: FieldOperation
-            switch Int.random(in: 0..<3, using: &generator) {
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 3:
+                // Not listed: the listing line's count moves, nothing else.
+                op = .assign(
+                    FieldKey(entity: "case", field: "caseManager"),
+                    .string("담당 \(Int.random(in: 1...9, using: &generator))"))
             case 0:
                 op = .assign(
                     FieldKey(entity: "case", field: "riskLevel"), .string(Self.risks.randomElement(using: &generator)!))
@@ -121,5 +126,8 @@ import Testing
         #expect(checkedMidway && report.rejected.isEmpty)
         try Self.check(receiver, seed: seed &+ 100, "after the apply")
         #expect(try receiver.caseSummaries().count == 30)
+        // Every listing line, rewritten at checkpoints in whole or in part, matches its case.
+        #expect(try receiver.check() == [])
+        #expect(try source.check() == [])
     }
 }

@@ -605,6 +605,7 @@ final class ApplySession {
             }
             try cache.states[key]!.apply(op, index: index, of: change, semantics: semantics)
             cache.dirtyStates.insert(key)
+            if SummaryRow.isListed(op.field) { cache.listingDirtyCases.insert(caseRef) }
         }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
         cache.versions[caseRef]![change.origin] = change.seq
@@ -648,6 +649,17 @@ final class ApplySession {
         for caseRef in cache.dirtyCases.sorted() {
             let version = try version(ofCase: caseRef)
             try updateVersion.bind(try encodeVersion(version)).bind(caseRef).run()
+            // Only the count and the conflicts can have changed when no listed field did.
+            if !cache.listingDirtyCases.contains(caseRef) {
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE caseSummary SET changeCount = ?1,
+                        conflicts = (SELECT COUNT(*) FROM fieldState WHERE caseRef = ?2 AND conflicted = 1)
+                        WHERE caseRef = ?2
+                        """
+                ).execute(arguments: [Int64(clamping: version.totalCount), caseRef])
+                if db.changesCount > 0 { continue }
+            }
             try SummaryRow.refresh(
                 db, caseRef: caseRef, caseKey: try caseKey(ofRef: caseRef), changeCount: version.totalCount,
                 coder: coder, visibility: visibility)
@@ -656,6 +668,7 @@ final class ApplySession {
             sql: "UPDATE replicaInfo SET checkpointArrival = ? WHERE singleton = 1", arguments: [nextArrival])
         cache.dirtyStates.removeAll()
         cache.dirtyCases.removeAll()
+        cache.listingDirtyCases.removeAll()
     }
 }
 

@@ -31,6 +31,8 @@ final class StoreCache: @unchecked Sendable {
     /// Field states and version vectors changed since the last checkpoint.
     var dirtyStates: Set<StateKey> = []
     var dirtyCases: Set<Int64> = []
+    /// Dirty cases with a changed field that their listing line shows or depends on.
+    var listingDirtyCases: Set<Int64> = []
     /// Whether the log's tail has been replayed into this cache.
     var tailReplayed = false
     /// Per case, the changes that added each institution to its participants.
@@ -73,6 +75,7 @@ final class StoreCache: @unchecked Sendable {
         states.removeAll()
         dirtyStates.removeAll()
         dirtyCases.removeAll()
+        listingDirtyCases.removeAll()
         tailReplayed = false
         grants.removeAll()
         acceptedWriters.removeAll()
