@@ -46,13 +46,6 @@ struct SummaryRow {
     /// See `visibleUntil` in 0005-case-summaries.sql: nil unbounded, 0 not entitled.
     var visibleUntil: Int64?
 
-    /// The stored names of the fields a listing line is made of, and of person names.
-    static let fieldNames = [
-        "case.title", "case.stage", "case.riskLevel", "case.participants", "case.tags", "case.leadInstitution",
-    ]
-    static let personNamePattern = "person*.name"
-    static let consentPattern = "consent#*"
-
     /// Whether a field is read into a listing line (shown, searched, or deciding
     /// who may see the case).
     static func isListed(_ field: FieldKey) -> Bool {
@@ -157,30 +150,36 @@ struct SummaryRow {
         return true
     }
 
+    /// The listed fields among the store's field names, by `fieldName.id`.
+    static func listedFieldRefs(_ db: Database) throws -> [Int64: FieldKey] {
+        var listed: [Int64: FieldKey] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT id, name FROM fieldName") {
+            guard let key = try? FieldKey(parsing: row[1] as String), isListed(key) else { continue }
+            listed[row[0]] = key
+        }
+        return listed
+    }
+
     /// Reads a case's checkpointed listing fields and writes its line.
+    ///
+    /// One range read of the case's field states (its primary key's prefix); only the
+    /// listed ones are decoded, and not even those when `decoded` has them (the
+    /// checkpoint's own cache of the states it just wrote).
     static func refresh(
         _ db: Database, caseRef: Int64, caseKey: String, changeCount: UInt64, coder: some ReplicaCoder,
-        visibility: Visibility
+        visibility: Visibility, listed: [Int64: FieldKey], decoded: (Int64) -> FieldState? = { _ in nil }
     ) throws {
         var fields: [FieldKey: FieldState] = [:]
-        let names = fieldNames.map { "'\($0)'" }.joined(separator: ", ")
-        for row in try Row.fetchAll(
-            db.cachedStatement(
-                sql: """
-                    SELECT fieldName.name, fieldState.state FROM fieldState
-                    JOIN fieldName ON fieldName.id = fieldState.fieldRef
-                    WHERE fieldState.caseRef = ?
-                    AND (fieldName.name IN (\(names)) OR fieldName.name GLOB ? OR fieldName.name GLOB ?)
-                    """),
-            arguments: [caseRef, personNamePattern, consentPattern])
-        {
-            fields[try FieldKey(parsing: row[0] as String)] = try FieldState(
-                decoding: [UInt8](row[1] as Data), coder: coder)
+        var conflicts = 0
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: "SELECT fieldRef, conflicted, state FROM fieldState WHERE caseRef = ?"),
+            arguments: [caseRef])
+        while let row = try rows.next() {
+            let fieldRef: Int64 = row[0]
+            if row[1] as Bool { conflicts += 1 }
+            guard let key = listed[fieldRef] else { continue }
+            fields[key] = try decoded(fieldRef) ?? FieldState(decoding: [UInt8](row[2] as Data), coder: coder)
         }
-        let conflicts =
-            try Int.fetchOne(
-                db.cachedStatement(sql: "SELECT COUNT(*) FROM fieldState WHERE caseRef = ? AND conflicted = 1"),
-                arguments: [caseRef]) ?? 0
         let row = SummaryRow(
             caseKey: caseKey, fields: fields, conflicts: conflicts, changeCount: changeCount, visibility: visibility)
         try db.cachedStatement(
@@ -208,6 +207,7 @@ struct SummaryRow {
         let visibility = Visibility(
             institution: try ReplicaID(replica).institution, schema: .bundled,
             nowMillis: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))
+        let listed = try listedFieldRefs(db)
         for row in try Row.fetchAll(
             db,
             sql: "SELECT id, caseKey, version FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
@@ -219,7 +219,8 @@ struct SummaryRow {
                 total &+= try reader.readVarint()
             }
             try refresh(
-                db, caseRef: row[0], caseKey: row[1], changeCount: total, coder: coder, visibility: visibility)
+                db, caseRef: row[0], caseKey: row[1], changeCount: total, coder: coder, visibility: visibility,
+                listed: listed)
         }
     }
 }

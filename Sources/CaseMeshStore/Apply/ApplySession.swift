@@ -153,6 +153,7 @@ final class ApplySession {
             ref = db.lastInsertedRowID
         }
         cache.fieldRefs[key] = ref
+        if SummaryRow.isListed(key) { cache.listedFieldRefs?[ref] = key }
         return ref
     }
 
@@ -660,9 +661,12 @@ final class ApplySession {
                 ).execute(arguments: [Int64(clamping: version.totalCount), caseRef])
                 if db.changesCount > 0 { continue }
             }
+            if cache.listedFieldRefs == nil { cache.listedFieldRefs = try SummaryRow.listedFieldRefs(db) }
+            let cache = cache
             try SummaryRow.refresh(
                 db, caseRef: caseRef, caseKey: try caseKey(ofRef: caseRef), changeCount: version.totalCount,
-                coder: coder, visibility: visibility)
+                coder: coder, visibility: visibility, listed: cache.listedFieldRefs ?? [:],
+                decoded: { cache.states[StateKey(caseRef: caseRef, fieldRef: $0)] })
         }
         try db.execute(
             sql: "UPDATE replicaInfo SET checkpointArrival = ? WHERE singleton = 1", arguments: [nextArrival])

@@ -33,6 +33,8 @@ final class StoreCache: @unchecked Sendable {
     var dirtyCases: Set<Int64> = []
     /// Dirty cases with a changed field that their listing line shows or depends on.
     var listingDirtyCases: Set<Int64> = []
+    /// The listed fields' `fieldName.id`s (see ``SummaryRow/isListed(_:)``), once read.
+    var listedFieldRefs: [Int64: FieldKey]?
     /// Whether the log's tail has been replayed into this cache.
     var tailReplayed = false
     /// Per case, the changes that added each institution to its participants.
@@ -76,6 +78,7 @@ final class StoreCache: @unchecked Sendable {
         dirtyStates.removeAll()
         dirtyCases.removeAll()
         listingDirtyCases.removeAll()
+        listedFieldRefs = nil
         tailReplayed = false
         grants.removeAll()
         acceptedWriters.removeAll()
