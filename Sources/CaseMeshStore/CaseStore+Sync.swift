@@ -281,6 +281,14 @@ extension CaseStore {
     }
 
     /// What this node knows of every peer it has synced with.
+    /// Forgets a peer: its pull cursor and sync record. Returns whether there was one.
+    public func forgetPeer(_ peer: ReplicaID) throws(StoreError) -> Bool {
+        try write { db in
+            try db.execute(sql: "DELETE FROM peerState WHERE peer = ?", arguments: [peer.rawValue])
+            return db.changesCount > 0
+        }
+    }
+
     public func peerStates() throws(StoreError) -> [PeerState] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM peerState ORDER BY peer").map { row in

@@ -80,4 +80,40 @@ import Testing
             logPath: root + "/senior-2.log")
         #expect(try eventually(60) { try http.call("GET", "/health?sync_age=3").status == 200 })
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func jsonLogLinesAndForgettingAPeer() throws {
+        let root = Binary.temporaryDirectory("operator-logs")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(
+            in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let senior = try NodeProcess(
+            consortium.data("senior") + consortium.tls["senior"]!, logPath: root + "/senior.log")
+        // One round with a peer that answers and one that does not, logged as JSON lines.
+        let sync = try Binary.run(
+            [
+                "sync", "--log-format", "json", "--peer", "senior.centre/server=\(senior.address)", "--peer",
+                "mental.centre/server=127.0.0.1:1",
+            ] + consortium.data("dong") + consortium.tls["dong"]!)
+        senior.stop()
+        // Every log line is JSON; the command's own last word (its exit message) is not a log line.
+        let lines = sync.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Error: ") }
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] != nil && object?["message"] != nil, "not a JSON log line: \(line)")
+        }
+        #expect(sync.stderr.contains("cannot reach peer") && sync.stderr.contains("mental.centre/server"))
+        #expect(try Binary.run(["sync", "--log-format", "xml"] + consortium.data("dong")).status != 0)
+
+        // The node remembers both peers; forgetting one leaves the other.
+        let before = try Binary.ok(["peers", "--json"] + consortium.data("dong"))
+        #expect(before.contains("senior.centre/server") && before.contains("mental.centre/server"))
+        #expect(
+            try Binary.ok(["peers", "forget", "mental.centre/server"] + consortium.data("dong")).contains("forgot"))
+        let after = try Binary.ok(["peers", "--json"] + consortium.data("dong"))
+        #expect(after.contains("senior.centre/server") && !after.contains("mental.centre/server"))
+        let again = try Binary.run(["peers", "forget", "mental.centre/server"] + consortium.data("dong"))
+        #expect(again.status != 0 && again.stderr.contains("no record"))
+    }
 }

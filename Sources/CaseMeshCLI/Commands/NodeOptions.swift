@@ -21,6 +21,8 @@ struct NodeOptions: ParsableArguments {
     var retentionDays: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
+    @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line, for journald.")
+    var logFormat: String = "text"
     @Option(help: "Most connections at once (default 64).") var maxConnections: Int?
 
     /// - Parameter interval: `serve`'s seconds between rounds (`sync` runs one round).
@@ -49,14 +51,19 @@ struct NodeOptions: ParsableArguments {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        LoggingBootstrap.once
+        switch logFormat {
+        case "text": LoggingBootstrap.text
+        case "json": LoggingBootstrap.json
+        default: throw ValidationError("--log-format must be text or json")
+        }
         var logger = Logger(label: label)
         logger.logLevel = level
         return logger
     }
 }
 
-/// Sends logs to standard error, once per process.
+/// Sends logs to standard error, once per process, as text lines or JSON lines.
 enum LoggingBootstrap {
-    static let once: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError)
+    static let text: Void = LoggingSystem.bootstrap(StreamLogHandler.standardError)
+    static let json: Void = LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaseMeshCRDT
 import CaseMeshHTTP
 import CaseMeshNode
 import CaseMeshOperations
@@ -212,44 +213,72 @@ struct SyncCommand: AsyncParsableCommand {
 
 struct PeersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "peers", abstract: "Show each peer's last successful sync, lag and last error.")
+        commandName: "peers", abstract: "Show each peer's last successful sync, lag and last error; forget one.",
+        subcommands: [List.self, Forget.self], defaultSubcommand: List.self)
 
-    @OptionGroup var store: StoreOptions
-    @OptionGroup var output: OutputOptions
+    /// `casemesh peers forget REPLICA-ID`: drops what this node knows of a peer that
+    /// left (its pull cursor and sync record). The next sync with it, if any, pulls
+    /// its whole log again; what was applied stays.
+    struct Forget: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Forget a peer: its pull cursor and last-sync record (a node that left the consortium).")
 
-    func run() throws {
-        let store = try store.openStore()
-        let states = try CLIError.wrap { try store.peerStates() }
-        let now = SystemWallClock().nowMillis()
-        func time(_ millis: UInt64?) -> JSONValue {
-            guard let millis else { return .null }
-            return .string(CaseRendering.time(.init(physical: millis)))
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The peer's replica ID.") var replica: String
+
+        func run() throws {
+            let store = try store.openStore()
+            let peer = try CLIError.wrap { try ReplicaID(replica) }
+            guard try CLIError.wrap({ try store.forgetPeer(peer) }) else {
+                throw CLIError(message: "this node has no record of peer \(peer)")
+            }
+            emit("forgot \(peer)")
         }
-        if output.json {
-            emit(
-                JSONValue.array(
-                    states.map { state in
-                        .object([
-                            "peer": .string(state.peer.rawValue),
-                            "last_success": time(state.lastSuccessAtMillis),
-                            "last_attempt": time(state.lastAttemptAtMillis),
-                            "lag_seconds": state.lastSuccessAtMillis.map {
-                                .double(Double(now.saturatingSubtract($0)) / 1000)
-                            } ?? .null,
-                            "last_error": state.lastError.map(JSONValue.string) ?? .null,
-                            "changes_pulled": .number(Int64(state.changesPulled)),
-                            "pull_cursor": .number(Int64(state.pullCursor)),
-                        ])
-                    }
-                ).text)
-        } else if states.isEmpty {
-            emit("no peers synced yet")
-        } else {
-            for state in states {
-                let lag = state.lastSuccessAtMillis.map { "\(now.saturatingSubtract($0) / 1000) s ago" } ?? "never"
+    }
+}
+
+extension PeersCommand {
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show each peer's last successful sync, lag and last error.")
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let store = try store.openStore()
+            let states = try CLIError.wrap { try store.peerStates() }
+            let now = SystemWallClock().nowMillis()
+            func time(_ millis: UInt64?) -> JSONValue {
+                guard let millis else { return .null }
+                return .string(CaseRendering.time(.init(physical: millis)))
+            }
+            if output.json {
                 emit(
-                    "\(state.peer)  last success \(lag)  pulled \(state.changesPulled)\(state.lastError.map { "  last error: \($0)" } ?? "")"
-                )
+                    JSONValue.array(
+                        states.map { state in
+                            .object([
+                                "peer": .string(state.peer.rawValue),
+                                "last_success": time(state.lastSuccessAtMillis),
+                                "last_attempt": time(state.lastAttemptAtMillis),
+                                "lag_seconds": state.lastSuccessAtMillis.map {
+                                    .double(Double(now.saturatingSubtract($0)) / 1000)
+                                } ?? .null,
+                                "last_error": state.lastError.map(JSONValue.string) ?? .null,
+                                "changes_pulled": .number(Int64(state.changesPulled)),
+                                "pull_cursor": .number(Int64(state.pullCursor)),
+                            ])
+                        }
+                    ).text)
+            } else if states.isEmpty {
+                emit("no peers synced yet")
+            } else {
+                for state in states {
+                    let lag = state.lastSuccessAtMillis.map { "\(now.saturatingSubtract($0) / 1000) s ago" } ?? "never"
+                    emit(
+                        "\(state.peer)  last success \(lag)  pulled \(state.changesPulled)\(state.lastError.map { "  last error: \($0)" } ?? "")"
+                    )
+                }
             }
         }
     }
