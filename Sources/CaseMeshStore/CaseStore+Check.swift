@@ -42,7 +42,13 @@ extension CaseStore {
                         problems.append("the change log names an unknown case or replica")
                         continue
                     }
-                    let change = try Change(decoding: Change.encoded(caseID: caseKey, origin: origin, rest: entry.rest))
+                    guard
+                        let change = try? Change(
+                            decoding: Change.encoded(caseID: caseKey, origin: origin, rest: entry.rest))
+                    else {
+                        problems.append("case \(caseKey): a change from \(origin) in the change log does not decode")
+                        continue
+                    }
                     var counts = held[entry.caseRef, default: [:]][entry.replicaRef] ?? (0, 0)
                     counts.count += 1
                     counts.highest = max(counts.highest, change.seq)

@@ -32,7 +32,10 @@ struct JSONLogHandler: LogHandler {
             "message": event.message.description,
         ]
         if !merged.isEmpty { object["meta"] = merged.mapValues { "\($0)" } }
-        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        guard
+            var line = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return }
         line.append(0x0A)
         Self.output.withLock { _ in FileHandle.standardError.write(line) }
     }

@@ -633,12 +633,12 @@ final class ApplySession {
             arguments: [Int64(clock.latest.physical), Int64(clock.latest.logical)])
         guard checkpoint || cache.dirtyStates.count > cache.dirtyCapacity else { return }
         let coder = SessionReplicaCoder(session: self)
-        let visibility =
-            try receiver.map {
-                SummaryRow.Visibility(institution: $0.institution, schema: schema, nowMillis: wallMillis)
-            }
-            ?? SummaryRow.Visibility(
-                institution: try InstitutionID("unknown"), schema: schema, nowMillis: wallMillis)
+        // Listing lines say whether this node's institution may see each case.
+        guard let receiver else {
+            throw StoreError(code: .corrupt, message: "an apply session ran without its receiving replica")
+        }
+        let visibility = SummaryRow.Visibility(
+            institution: receiver.institution, schema: schema, nowMillis: wallMillis)
         // In key order: consecutive writes land on the same B-tree pages.
         for key in cache.dirtyStates.sorted(by: { ($0.caseRef, $0.fieldRef) < ($1.caseRef, $1.fieldRef) }) {
             guard let state = cache.states[key] else {
