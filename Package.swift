@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .target(name: "CaseMeshCRDT", swiftSettings: strictSettings),
@@ -112,8 +113,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
-            resources: [.embedInCode("Resources/openapi.json")],
+            resources: [
+                .embedInCode("Resources/openapi.json"),
+                // The web app: templates, the two catalogues, its one script and style.
+                .embedInCode("Resources/web/layout.mustache"), .embedInCode("Resources/web/login.mustache"),
+                .embedInCode("Resources/web/cases.mustache"), .embedInCode("Resources/web/case.mustache"),
+                .embedInCode("Resources/web/conflicts.mustache"), .embedInCode("Resources/web/share.mustache"),
+                .embedInCode("Resources/web/sync.mustache"), .embedInCode("Resources/web/error.mustache"),
+                .embedInCode("Resources/web/ko.json"), .embedInCode("Resources/web/en.json"),
+                .embedInCode("Resources/web/app.css"), .embedInCode("Resources/web/app.js"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -181,6 +192,9 @@ let package = Package(
             exclude: ["Regressions"],
             swiftSettings: strictSettings
         ),
+        .testTarget(
+            name: "CaseMeshHTTPTests", dependencies: ["CaseMeshHTTP", "CaseMeshCRDT", "CaseMeshModel"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "CaseMeshEndToEndTests",
             dependencies: [

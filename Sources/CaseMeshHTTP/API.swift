@@ -320,9 +320,21 @@ struct API: Sendable {
             guard case .object(let members) = item else { throw Problem(.badRequest, "each operation is an object") }
             return try operation(members)
         }
+        let caseID = try caseID(context)
+        // An open conflict is a supervisor's to decide: a case worker's assignment
+        // would silently pick a side.
+        if session.account.role < .supervisor, ops.contains(where: { if case .assign = $0 { true } else { false } }) {
+            let conflicted = Set(try store.snapshot(of: caseID).conflicts)
+            if let field = ops.first(where: {
+                if case .assign(let key, _) = $0 { conflicted.contains(key) } else { false }
+            })?.field {
+                throw Problem(
+                    .conflict,
+                    "\(field) has an open conflict; a supervisor decides it (POST /api/v1/cases/{id}/resolve)")
+            }
+        }
         let change = try store.write(
-            caseID: try caseID(context), ops: ops,
-            recording: entry(.write, session, context, via: "POST /cases/{id}/changes"))
+            caseID: caseID, ops: ops, recording: entry(.write, session, context, via: "POST /cases/{id}/changes"))
         return json(.created, CaseJSON.change(change))
     }
 

@@ -102,6 +102,7 @@ public enum APIServer {
         ).register(on: router)
         router.add(middleware: ConcurrencyLimitMiddleware(slots: slots))
         api.register(on: router)
+        try WebApp(api: api).register(on: router)
         let server: HTTPServerBuilder
         if let certificatePath = configuration.certificatePath, let keyPath = configuration.keyPath {
             do {

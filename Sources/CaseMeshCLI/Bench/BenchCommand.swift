@@ -8,7 +8,7 @@ import Foundation
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure CaseMesh's hot paths (use a release build).",
-        subcommands: [MergeBench.self, SyncBench.self, APIBench.self])
+        subcommands: [MergeBench.self, SyncBench.self, APIBench.self, SeedCases.self])
 }
 
 /// `casemesh bench merge`: replica 0 applies the other replicas' changes into its
