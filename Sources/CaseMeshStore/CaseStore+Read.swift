@@ -10,6 +10,12 @@ public struct CaseSnapshot: Hashable, Sendable {
     /// Merged state of every written field, by field.
     public var fields: [FieldKey: FieldState]
 
+    public init(caseID: CaseID, version: VersionVector, fields: [FieldKey: FieldState]) {
+        self.caseID = caseID
+        self.version = version
+        self.fields = fields
+    }
+
     /// Fields whose registers hold concurrent values, sorted.
     public var conflicts: [FieldKey] {
         fields.compactMap { key, state in
@@ -53,8 +59,30 @@ extension CaseStore {
         return try read { db in try Self.snapshot(db, caseID: caseID, tail: LogTail(db), schema: schema) }
     }
 
+    /// Several cases as held here, read in one transaction with one pass over the
+    /// log's tail (a page of a list costs one read, not one per row). A case not held
+    /// (or purged) is left out.
+    public func snapshots(of caseIDs: [CaseID]) throws(StoreError) -> [CaseID: CaseSnapshot] {
+        let schema = schema
+        return try read { db in
+            let tail = try LogTail(db)
+            let coder = try ReplicaTableCoder(db)
+            var found: [CaseID: CaseSnapshot] = [:]
+            for caseID in Set(caseIDs) {
+                do {
+                    found[caseID] = try Self.snapshot(db, caseID: caseID, tail: tail, schema: schema, coder: coder)
+                } catch let error as StoreError where error.code == .caseNotFound {
+                    continue
+                }
+            }
+            return found
+        }
+    }
+
     /// The case as checkpointed, with the log's tail replayed on top.
-    static func snapshot(_ db: Database, caseID: CaseID, tail: LogTail, schema: CaseSchema) throws -> CaseSnapshot {
+    static func snapshot(
+        _ db: Database, caseID: CaseID, tail: LogTail, schema: CaseSchema, coder given: ReplicaTableCoder? = nil
+    ) throws -> CaseSnapshot {
         guard
             let record = try Row.fetchOne(
                 db, sql: "SELECT id, version FROM caseRecord WHERE caseKey = ?", arguments: [caseID.rawValue])
@@ -65,12 +93,13 @@ extension CaseStore {
         {
             throw StoreError(code: .caseNotFound, message: "case \(caseID) was purged from this replica: \(reason)")
         }
-        let coder = try ReplicaTableCoder(db)
+        let coder = try given ?? ReplicaTableCoder(db)
         var fields: [FieldKey: FieldState] = [:]
         for row in try Row.fetchAll(
-            db,
-            sql:
-                "SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef WHERE caseRef = ?",
+            db.cachedStatement(
+                sql:
+                    "SELECT fieldName.name, state FROM fieldState JOIN fieldName ON fieldName.id = fieldRef WHERE caseRef = ?"
+            ),
             arguments: [caseRef])
         {
             let key = try FieldKey(parsing: row[0] as String)

@@ -16,12 +16,24 @@ struct DemoCommand: AsyncParsableCommand {
             welfare centre, a mental health welfare centre, a community welfare centre). A KakaoTalk report \
             opens a case shared by three of them; they edit it offline at the same time; they sync; every \
             participant shows the same merged case with the open conflict, and the community centre, not a \
-            participant, holds nothing of it. With --offline, two replicas sync by bundle files instead.
+            participant, holds nothing of it. Then the four nodes keep running, each with its web app on \
+            127.0.0.1 and a login printed for it, syncing every few seconds, until Ctrl-C (--no-web ends at once). \
+            With --offline, two replicas sync by bundle files instead.
             """)
 
     @Option(help: "Keep the nodes' data in this directory instead of a temporary one.") var dir: String?
     @Flag(help: "Sync by change bundles between two replicas (no network).") var offline = false
     @Flag(help: "Print the final merged case as JSON.") var json = false
+    @Flag(
+        name: .customLong("no-web"),
+        help: "End after the story instead of leaving the nodes running with their web apps.")
+    var noWeb = false
+    @Option(help: "The first of the four web apps' ports on 127.0.0.1 (default 8080; 0 picks free ports).")
+    var webPort = 8080
+
+    func validate() throws {
+        guard (0...65_532).contains(webPort) else { throw ValidationError("--web-port must be from 0 to 65532") }
+    }
 
     func run() async throws {
         let root = dir ?? NSTemporaryDirectory() + "casemesh-demo-\(UUID().uuidString)"
@@ -29,7 +41,7 @@ struct DemoCommand: AsyncParsableCommand {
         if offline {
             try CLIError.wrap { try Demo(root: root, json: json).play() }
         } else {
-            try await NetworkDemo(root: root, json: json).play()
+            try await NetworkDemo(root: root, json: json, web: offline || noWeb ? nil : webPort).play()
         }
     }
 }

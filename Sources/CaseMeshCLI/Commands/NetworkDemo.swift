@@ -1,15 +1,20 @@
 import CaseMeshCRDT
+import CaseMeshHTTP
 import CaseMeshModel
 import CaseMeshNode
 import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// The README's main job: four institutions, one joint case, real mutual TLS.
 struct NetworkDemo {
     let root: String
     let json: Bool
+    /// The first web app port; nil: end after the story.
+    let web: Int?
 
     func say(_ line: String = "") { emit(line) }
 
@@ -149,5 +154,74 @@ struct NetworkDemo {
         }
         say()
         say("Every participant shows the same case.")
+        if let web {
+            try await serveWeb(consortium, order: [dong, senior, mental, community], roles: roles, basePort: web)
+        }
+    }
+
+    /// Leaves the four nodes running, each with its web app and one account, syncing
+    /// through the dong centre every few seconds, until Ctrl-C.
+    func serveWeb(_ consortium: LocalConsortium, order: [ReplicaID], roles: [ReplicaID: String], basePort: Int)
+        async throws
+    {
+        var logger = Logger(label: "casemesh.demo.web")
+        logger.logLevel = .error
+        let people = ["김민지", "박정호", "최은영", "정다은"]
+        var services: [any Service] = []
+        let ports = Mutex<[ReplicaID: Int]>([:])
+        var logins: [(ReplicaID, String)] = []
+        for (index, replica) in order.enumerated() {
+            guard let member = consortium.members[replica] else { continue }
+            var generator = SystemRandomNumberGenerator()
+            let password = String(
+                (0..<12).map { _ in Array("abcdefghjkmnpqrstuvwxyz23456789").randomElement(using: &generator)! })
+            try CLIError.wrap {
+                try member.store.addStaff(
+                    username: "demo", displayName: people[index], role: .admin, password: password)
+            }
+            logins.append((replica, password))
+            let configuration = APIConfiguration(host: "127.0.0.1", port: basePort == 0 ? 0 : basePort + index)
+            services.append(
+                try APIServer.application(
+                    store: member.store, node: member.node, configuration: configuration, logger: logger
+                ) {
+                    port in ports.withLock { $0[replica] = port }
+                })
+        }
+        services.append(DemoSyncLoop(consortium: consortium, hub: order[0], others: Array(order.dropFirst())))
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let running = Task { try await group.run() }
+        for _ in 0..<500 where ports.withLock({ $0.count }) < logins.count {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        say()
+        say("The four nodes keep running with their web apps (Korean; English on a switch), syncing every 5 s.")
+        say("Open one in a browser and log in as demo with its password; Ctrl-C stops them all.")
+        for (replica, password) in logins {
+            let port = ports.withLock { $0[replica] } ?? 0
+            say(
+                "  http://127.0.0.1:\(port)/   \(roles[replica] ?? "")".padding(
+                    toLength: 62, withPad: " ", startingAt: 0)
+                    + "  login demo / \(password)")
+        }
+        try await running.value
+    }
+}
+
+/// The demo's sync schedule once it serves its web apps: every 5 s each centre syncs
+/// with the dong centre, so an edit on one web app shows on the others.
+struct DemoSyncLoop: Service {
+    let consortium: LocalConsortium
+    let hub: ReplicaID
+    let others: [ReplicaID]
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                for other in others { _ = await consortium.sync(other, with: hub) }
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
     }
 }

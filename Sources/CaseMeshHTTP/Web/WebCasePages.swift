@@ -126,8 +126,11 @@ extension WebApp {
         try store.recordAccess(to: shown, try entry(.read, call, via: "GET /cases"))
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
 
+        let snapshots = try store.snapshots(of: shown)
         func row(_ summary: CaseSummary) throws -> [String: Any] {
-            let snapshot = try store.snapshot(of: summary.caseID)
+            let snapshot =
+                snapshots[summary.caseID]
+                ?? CaseSnapshot(caseID: summary.caseID, version: VersionVector(), fields: [:])
             var row: [String: Any] = [
                 "id": summary.caseID.rawValue, "title": summary.title ?? t["untitled"], "stage": t.stage(summary.stage),
                 "risk": t.risk(summary.riskLevel), "riskCode": summary.riskLevel ?? "none",
