@@ -56,6 +56,23 @@
     note.hidden = false;
   }
 
+  // ---- sharing: the summary follows the categories ticked ----
+  var share = document.getElementById("share-form");
+  if (share) {
+    var follow = function () {
+      share.querySelectorAll("li[data-category]").forEach(function (item) {
+        var box = share.querySelector('input[name="categories"][value="' + item.getAttribute("data-category") + '"]');
+        item.hidden = !(box && box.checked);
+      });
+      share.querySelectorAll("li[data-category-off]").forEach(function (item) {
+        var box = share.querySelector('input[name="categories"][value="' + item.getAttribute("data-category-off") + '"]');
+        item.hidden = !!(box && box.checked);
+      });
+    };
+    share.addEventListener("change", follow);
+    follow();
+  }
+
   // ---- live ----
   var cursor = body.getAttribute("data-cursor");
   var page = body.getAttribute("data-page");
