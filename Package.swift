@@ -54,6 +54,7 @@ let package = Package(
                 .embedInCode("Resources/0001-initial.sql"), .embedInCode("Resources/0002-consent-and-purge.sql"),
                 .embedInCode("Resources/0003-departures-and-deliveries.sql"),
                 .embedInCode("Resources/0004-staff-and-intake.sql"), .embedInCode("Resources/0005-case-summaries.sql"),
+                .embedInCode("Resources/0006-restore-hold.sql"),
             ],
             swiftSettings: strictSettings
         ),

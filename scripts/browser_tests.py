@@ -244,6 +244,9 @@ try:
     first = driver.find_element(By.CSS_SELECTOR, ".entries li .text")
     check("<b>굵게</b>" in first.text and not first.find_elements(By.TAG_NAME, "b"),
           "a note with markup shows as text, not as markup")
+    check("이수진 (lee)" in driver.find_element(By.CSS_SELECTOR, ".entries li .by").text
+          and "dongducheon.jungang-dong" in driver.find_element(By.CSS_SELECTOR, ".entries li .by").text,
+          "the timeline shows who wrote the note: account and institution")
     driver.find_element(By.ID, "note").send_keys("퇴원 후 식사 지원 필요")
     time.sleep(0.3)
     driver.delete_cookie("casemesh_session")

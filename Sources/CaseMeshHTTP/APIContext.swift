@@ -58,6 +58,7 @@ struct Problem: HTTPResponseError {
         case .schemaMismatch: Problem(.conflict, error.message)
         case .unauthenticated: Problem(.unauthorized, error.message)
         case .locked: Problem(.init(code: 423, reasonPhrase: "Locked"), error.message)
+        case .restoreHold: Problem(.serviceUnavailable, error.message, headers: [.retryAfter: "30"])
         default:
             error.isDiskFull
                 ? Problem(.serviceUnavailable, "the node's disk is full: " + error.message)

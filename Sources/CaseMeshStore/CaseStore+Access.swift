@@ -113,6 +113,14 @@ extension CaseStore {
     public func recordAccess(to caseIDs: [CaseID], _ record: AccessRecord) throws(StoreError) {
         let writes = try accessLogWrites(for: caseIDs, record)
         guard !writes.isEmpty else { return }
+        // A restored replica makes no change until it has synced again (see
+        // restoreHold): its reads are recorded in the reserve meanwhile, and move into
+        // the access logs with their times once it may write.
+        if let spill, try !restoreHold().isEmpty {
+            try spill.append(
+                .init(caseIDs: caseIDs.map(\.rawValue), record: record, occurredAtMillis: clock.nowMillis()))
+            return
+        }
         try moveSpilledAccess()
         let grouped = accessCommits.commit(writes) { batch in
             try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
@@ -260,7 +268,7 @@ extension CaseStore {
     public func moveSpilledAccess() throws(StoreError) {
         guard let spill else { return }
         let waiting = spill.entries()
-        guard !waiting.isEmpty else { return }
+        guard !waiting.isEmpty, try restoreHold().isEmpty else { return }
         var writes: [AccessLogWrite] = []
         for entry in waiting {
             var record = entry.record

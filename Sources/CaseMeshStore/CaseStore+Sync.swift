@@ -274,6 +274,10 @@ extension CaseStore {
                             lastError = excluded.lastError
                             """,
                         arguments: [peerName, now, error == nil ? now : nil, error ?? problem])
+                    // A restored replica has caught up with this peer (see restoreHold).
+                    if error == nil {
+                        try db.execute(sql: "DELETE FROM restoreHold WHERE peer = ?", arguments: [peerName])
+                    }
                     return .commit
                 }
             }
@@ -285,7 +289,10 @@ extension CaseStore {
     public func forgetPeer(_ peer: ReplicaID) throws(StoreError) -> Bool {
         try write { db in
             try db.execute(sql: "DELETE FROM peerState WHERE peer = ?", arguments: [peer.rawValue])
-            return db.changesCount > 0
+            let forgotten = db.changesCount > 0
+            // A peer gone for good is not waited for by a restored replica.
+            try db.execute(sql: "DELETE FROM restoreHold WHERE peer = ?", arguments: [peer.rawValue])
+            return forgotten || db.changesCount > 0
         }
     }
 

@@ -31,6 +31,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         public static let unauthenticated = Code("unauthenticated")
         /// The account is locked for a while after failed logins.
         public static let locked = Code("locked")
+        /// The replica was restored from a backup and makes no change of its own until
+        /// it has synced again with the peers it knew (it could number one twice).
+        public static let restoreHold = Code("restoreHold")
         /// SQLite or the file system failed.
         public static let database = Code("database")
     }

@@ -81,3 +81,15 @@ struct WebAppTests {
         #expect(page?.contains("&lt;script&gt;") == true && page?.contains("<script>x") == false)
     }
 }
+
+@Suite("Web app: signed notes")
+struct SignedNoteTests {
+    @Test("A note's signature line names its account; other texts are left as written")
+    func signatures() {
+        let (body, account) = WebApp.signed("가정방문: 안전 확인\n— 이수진 (lee)")
+        #expect(body == "가정방문: 안전 확인" && account == "이수진 (lee)")
+        #expect(WebApp.signed("한 줄 기록").account == nil)
+        #expect(WebApp.signed("두 줄\n기록").account == nil)
+        #expect(WebApp.signed("본문\n— " + String(repeating: "가", count: 200)).account == nil)
+    }
+}

@@ -207,16 +207,15 @@ extension WebApp {
                     case .log(let log)?:
                         guard definition.name != "accessLog" else { continue }
                         for item in log.visibleEntries {
-                            timeline.append(
-                                (
-                                    item.hlc,
-                                    [
-                                        "key": key.description, "kind": logKind(definition.name, t),
-                                        "institution": item.id.dot.origin.institution.rawValue,
-                                        "at": t.time(millis: item.hlc.physical),
-                                        "text": definition.name == "stageEvents" ? stageEvent(item.text, t) : item.text,
-                                    ]
-                                ))
+                            let (body, author) = Self.signed(item.text)
+                            var entry: [String: Any] = [
+                                "key": key.description, "kind": logKind(definition.name, t),
+                                "institution": item.id.dot.origin.institution.rawValue,
+                                "at": t.time(millis: item.hlc.physical),
+                                "text": definition.name == "stageEvents" ? stageEvent(body, t) : body,
+                            ]
+                            if let author { entry["account"] = author }
+                            timeline.append((item.hlc, entry))
                         }
                         continue
                     case .register(let register)?:
@@ -288,6 +287,17 @@ extension WebApp {
         return render(
             call, "case", data, title: data["title"] as? String ?? "", page: "case", caseID: caseID.rawValue,
             flash: flash(call))
+    }
+
+    /// The line that ends a note written in the web app: "— 이수진 (lee)".
+    static let signature = "—"
+
+    /// A note's text and the account that signed it, if its last line is a signature.
+    static func signed(_ text: String) -> (body: String, account: String?) {
+        guard let newline = text.lastIndex(of: "\n") else { return (text, nil) }
+        let last = text[text.index(after: newline)...]
+        guard last.hasPrefix(signature + " "), last.count <= 120 else { return (text, nil) }
+        return (String(text[..<newline]), String(last.dropFirst(signature.count + 1)))
     }
 
     /// A stage event ("intake → assessment: who") with the stages as case workers
@@ -386,8 +396,12 @@ extension WebApp {
         let caseID = try caseID(call)
         let text = (form.first("text") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else { throw WebFailure(.unprocessableContent, call.t["note_label"]) }
+        // Signed, as a paper case file's notes are: the account travels with the note
+        // to every institution (a change names only its node, which its seal proves).
+        let account = try call.account
+        let signed = "\(text)\n\(Self.signature) \(account.displayName) (\(account.username))"
         try store.write(
-            caseID: caseID, ops: [.append(FieldKey(entity: "case", field: "notes"), text)],
+            caseID: caseID, ops: [.append(FieldKey(entity: "case", field: "notes"), signed)],
             recording: try entry(.write, call, via: "POST /cases/{id}/note"))
         return WebHeaders.redirect("/cases/\(caseID)?done=note-\(caseID)")
     }

@@ -207,6 +207,7 @@ final class ApplySession {
 
     /// Makes and applies a local change with the next sequence number and timestamp.
     func commitLocal(caseID: CaseID, origin: ReplicaID, ops: [FieldOperation], isNewCase: Bool) throws -> Change {
+        try CaseStore.refuseWhileRestoring(db)
         guard let caseRef = try caseRef(caseID, create: isNewCase) else {
             throw StoreError(code: .caseNotFound, message: "no case \(caseID) on this replica")
         }

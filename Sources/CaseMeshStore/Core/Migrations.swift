@@ -24,6 +24,9 @@ enum Migrations {
             try db.execute(sql: String(decoding: PackageResources._005_case_summaries_sql, as: UTF8.self))
             try SummaryRow.rebuildAll(db)
         }
+        migrator.registerMigration("0006-restore-hold") { db in
+            try db.execute(sql: String(decoding: PackageResources._006_restore_hold_sql, as: UTF8.self))
+        }
         return migrator
     }
 

@@ -1,0 +1,1 @@
+../../../schema/migrations/0006-restore-hold.sql
