@@ -88,6 +88,9 @@ struct OperatorEndpoints: Sendable {
         let writable = store.isWritable()
         check("store", writable, ["writable": .bool(writable)])
         let figures = try store.figures()
+        // A replica restored from a backup makes no change until it has synced again.
+        let held = try store.restoreHold()
+        check("restore", held.isEmpty, ["waitingFor": .array(held.map { .string($0.rawValue) })])
         check(
             "quarantine", figures.quarantined <= limits.quarantine,
             ["count": .number(Int64(figures.quarantined)), "max": .number(Int64(limits.quarantine))])

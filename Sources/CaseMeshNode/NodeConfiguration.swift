@@ -71,7 +71,7 @@ public struct NodeConfiguration: Sendable {
 
     /// Reads `key = value` lines (`#` starts a comment; `peer` may repeat) into this
     /// configuration. Keys: data, listen, cert, key, ca, crl, peer, interval,
-    /// max-connections, idle-timeout.
+    /// max-connections, retention-days, idle-timeout, and serve's own (``serveKeys``).
     public mutating func load(file path: String) throws(NodeError) {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw NodeError("cannot read the configuration file \(path)")
@@ -93,8 +93,22 @@ public struct NodeConfiguration: Sendable {
         }
     }
 
+    /// The keys `serve` itself reads (its HTTP and admin listeners, the resident
+    /// number secret, logging), kept as given for it: a flag wins over the file.
+    public static let serveKeys: Set<String> = [
+        "http", "http-cert", "http-key", "http-max-requests", "admin", "resident-number-secret", "log-format",
+        "log-level",
+    ]
+
+    /// Values of ``serveKeys`` from the configuration file.
+    public var serveSettings: [String: String] = [:]
+
     /// Sets one key as the configuration file or a flag would.
     public mutating func set(_ key: String, _ value: String) throws(NodeError) {
+        if Self.serveKeys.contains(key) {
+            serveSettings[key] = value
+            return
+        }
         switch key {
         case "data": dataDirectory = value
         case "listen": (listenHost, listenPort) = try Self.parseAddress(value)

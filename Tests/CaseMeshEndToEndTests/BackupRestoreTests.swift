@@ -65,8 +65,12 @@ import Testing
         let held = try Binary.run(["case", "note", caseID, "too-early"] + seniorData)
         #expect(held.status != 0 && held.stderr.contains("restored from a backup"), "\(held.stderr)")
 
+        #expect(
+            try Binary.ok(["status", "--json"] + seniorData).contains(
+                "\"restore_waiting_for\":[\"dong.office/server\"]"))
         // Syncing brings back what it lost (its own notes, from the server)...
         try Binary.ok(sync)
+        #expect(try Binary.ok(["status", "--json"] + seniorData).contains("\"restore_waiting_for\":[]"))
         let shown = try NetworkTests.show(root + "/senior", caseID) ?? ""
         for note in ["note-1", "note-2", "note-3"] { #expect(shown.contains(note), "\(note) is back") }
         #expect(!shown.contains("too-early"))

@@ -19,10 +19,10 @@ struct NodeOptions: ParsableArguments {
     var peers: [String] = []
     @Option(help: "Days access-log entries are kept before they are destroyed (default 730).")
     var retentionDays: Int?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info (default), notice, warning, error or critical.")
+    var logLevel: String?
     @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line, for journald.")
-    var logFormat: String = "text"
+    var logFormat: String?
     @Option(help: "Most connections at once (default 64).") var maxConnections: Int?
 
     /// - Parameter interval: `serve`'s seconds between rounds (`sync` runs one round).
@@ -47,11 +47,12 @@ struct NodeOptions: ParsableArguments {
         return configuration
     }
 
-    func logger(_ label: String) throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel) else {
+    /// - Parameter settings: `serve`'s keys from the configuration file (a flag wins).
+    func logger(_ label: String, settings: [String: String] = [:]) throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel ?? settings["log-level"] ?? "info") else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        switch logFormat {
+        switch logFormat ?? settings["log-format"] ?? "text" {
         case "text": LoggingBootstrap.text
         case "json": LoggingBootstrap.json
         default: throw ValidationError("--log-format must be text or json")

@@ -20,6 +20,7 @@ struct StatusCommand: ParsableCommand {
         let store = try store.openStore()
         let figures = try CLIError.wrap { try store.figures() }
         let peers = try CLIError.wrap { try store.peerStates() }
+        let held = try CLIError.wrap { try store.restoreHold() }
         let now = SystemWallClock().nowMillis()
         var expiry: Date?
         if let cert {
@@ -48,6 +49,7 @@ struct StatusCommand: ParsableCommand {
                     }),
             ]
             if let expiry { object["certificate_days_left"] = .number(Int64(expiry.timeIntervalSinceNow / 86_400)) }
+            object["restore_waiting_for"] = .array(held.map { .string($0.rawValue) })
             emit(JSONValue.object(object).text)
             return
         }
@@ -63,6 +65,11 @@ struct StatusCommand: ParsableCommand {
             emit(
                 "certificate  expires \(CaseRendering.time(.init(physical: UInt64(max(0, expiry.timeIntervalSince1970 * 1000))))) (\(Int(expiry.timeIntervalSinceNow / 86_400)) days)"
             )
+        }
+        if !held.isEmpty {
+            emit(
+                "restored     from a backup: no change of its own until it has synced with "
+                    + held.map(\.rawValue).joined(separator: ", "))
         }
         if peers.isEmpty { emit("peers        none synced yet") }
         for peer in peers {

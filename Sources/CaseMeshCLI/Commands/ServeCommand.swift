@@ -46,6 +46,18 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try node.configuration(listen: listen, interval: interval)
+        // A flag wins over the configuration file's key of the same name.
+        let settings = configuration.serveSettings
+        let http = self.http ?? settings["http"]
+        let httpCert = self.httpCert ?? settings["http-cert"]
+        let httpKey = self.httpKey ?? settings["http-key"]
+        let residentNumberSecret = self.residentNumberSecret ?? settings["resident-number-secret"]
+        let admin = self.admin ?? settings["admin"]
+        var httpMaxRequests = self.httpMaxRequests
+        if httpMaxRequests == nil, let text = settings["http-max-requests"] {
+            guard let number = Int(text) else { throw ValidationError("http-max-requests must be a number") }
+            httpMaxRequests = number
+        }
         let adminAddress = try admin.map { text throws(CLIError) in
             do { return try NodeConfiguration.parseAddress(text) } catch {
                 throw CLIError(message: "--admin: \(error)")
@@ -62,7 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
             return (clean(label), dimensions.map { (clean($0.0), $0.1) })
         }
         MetricsSystem.bootstrap(factory)
-        let logger = try node.logger("casemesh.serve")
+        let logger = try node.logger("casemesh.serve", settings: settings)
         let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
         let lock: DataDirectoryLock
         do {

@@ -165,6 +165,7 @@ extension WebApp {
         let data: [String: Any] = [
             "replica": store.replicaID.rawValue, "peers": peers, "quarantine": quarantine,
             "pending": try store.pendingCount(), "canSync": !configured.isEmpty,
+            "restoreHold": try store.restoreHold().map(\.rawValue),
             "syncResults": results.map { ["text": $0.text, "failed": $0.failed] },
         ]
         return render(call, "sync", data, title: t["sync_title"], page: "sync")
