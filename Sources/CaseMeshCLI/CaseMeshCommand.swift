@@ -19,7 +19,7 @@ public struct CaseMeshCommand: AsyncParsableCommand {
             InitCommand.self, CaseCommand.self, ConflictsCommand.self, ResolveCommand.self, ChangesCommand.self,
             ServeCommand.self, SyncCommand.self, PeersCommand.self, HarnessCommand.self, DemoCommand.self,
             BenchCommand.self, AuditCommand.self, QuarantineCommand.self, StaffCommand.self, IntakeKeyCommand.self,
-            StatusCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self,
+            StatusCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ReloadCommand.self,
         ]
     )
 

@@ -3,6 +3,7 @@ import Crypto
 public import Foundation
 import NIOCore
 public import NIOSSL
+import Synchronization
 @_spi(FixedExpiryValidationTime) public import X509
 
 /// Decides whether a peer's certificate chain is trusted and which replica it names.
@@ -19,6 +20,30 @@ public struct PeerVerifier: Sendable {
     public let revocationListPath: String?
     /// The injected clock; certificates are judged at this time.
     public let now: @Sendable () -> Date
+    /// The last CRL that loaded: a replacement file that does not load (half
+    /// written, signed by another CA) is refused and this one stays in use, still
+    /// only until its own next update.
+    private let lastGood = LastGoodRevocationList()
+
+    final class LastGoodRevocationList: Sendable {
+        private let value = Mutex<(pem: String, list: RevocationList)?>(nil)
+
+        func list(_ path: String, issuer: Certificate) throws(NetError) -> RevocationList {
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                if let kept = value.withLock({ $0 }) { return kept.list }
+                throw NetError(code: .badCredentials, message: "cannot read the CRL \(path)")
+            }
+            if let kept = value.withLock({ $0 }), kept.pem == pem { return kept.list }
+            do {
+                let list = try RevocationList(pem: pem, issuer: issuer)
+                value.withLock { $0 = (pem, list) }
+                return list
+            } catch {
+                if let kept = value.withLock({ $0 }) { return kept.list }
+                throw error
+            }
+        }
+    }
 
     public init(credentials: NodeCredentials, now: @escaping @Sendable () -> Date = { Date() }) {
         authority = credentials.authority
@@ -124,7 +149,7 @@ public struct PeerVerifier: Sendable {
             throw untrusted("the peer's certificate was not issued by the consortium CA")
         }
         if let path = revocationListPath {
-            let list = try Self.loadRevocationList(path, issuer: authority)
+            let list = try lastGood.list(path, issuer: authority)
             if let nextUpdate = list.nextUpdate, nextUpdate < time {
                 throw untrusted("the CRL expired at \(nextUpdate); publish a fresh one with casemesh-ca crl")
             }

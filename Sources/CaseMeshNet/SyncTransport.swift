@@ -4,6 +4,7 @@ import Foundation
 public import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// One authenticated connection to a peer, carrying sync messages.
 public struct PeerConnection: Sendable {
@@ -20,8 +21,10 @@ public struct PeerConnection: Sendable {
 /// ``PeerVerifier``. Each connection's pipeline: idle timeout (which also bounds the
 /// handshake), TLS, frame decoder with a maximum frame size, frame encoder.
 public struct SyncTransport: Sendable {
-    public let credentials: NodeCredentials
-    public let verifier: PeerVerifier
+    /// This node's credentials now (a reload replaces them for new connections).
+    public var credentials: NodeCredentials { state.current.credentials }
+    /// How peers are verified now.
+    public var verifier: PeerVerifier { state.current.verifier }
     public let group: any EventLoopGroup
     public var idleTimeout: TimeAmount = .seconds(30)
     /// The longest a peer may take from connecting to being verified, in total: the
@@ -31,27 +34,51 @@ public struct SyncTransport: Sendable {
     public var maximumFrameBytes = SyncMessage.maximumFrameBytes
     /// Counts every connection's protocol bytes.
     public let traffic = TrafficCounter()
-    private let serverContext: NIOSSLContext
-    private let clientContext: NIOSSLContext
+    private let state: TLSState
+
+    /// The credentials, verifier and TLS contexts new connections use, replaced as a
+    /// whole by ``reload(credentials:verifier:)``; a connection keeps the ones it was
+    /// set up with until it ends.
+    private final class TLSState: Sendable {
+        struct Current: Sendable {
+            var credentials: NodeCredentials
+            var verifier: PeerVerifier
+            var server: NIOSSLContext
+            var client: NIOSSLContext
+        }
+        private let value: Mutex<Current>
+        init(_ current: Current) { value = Mutex(current) }
+        var current: Current { value.withLock { $0 } }
+        func replace(_ current: Current) { value.withLock { $0 = current } }
+    }
 
     public init(credentials: NodeCredentials, verifier: PeerVerifier, group: any EventLoopGroup) throws {
-        self.credentials = credentials
-        self.verifier = verifier
         self.group = group
+        state = TLSState(try Self.contexts(credentials, verifier))
+    }
+
+    /// New connections use these from now on; connections in flight finish with the
+    /// ones they started with. Throws (and changes nothing) when NIOSSL refuses them.
+    public func reload(credentials: NodeCredentials, verifier: PeerVerifier) throws {
+        state.replace(try Self.contexts(credentials, verifier))
+    }
+
+    private static func contexts(_ credentials: NodeCredentials, _ verifier: PeerVerifier) throws -> TLSState.Current {
         var server = TLSConfiguration.makeServerConfiguration(
             certificateChain: credentials.certificateChain.map { .certificate($0) },
             privateKey: .privateKey(credentials.privateKey))
         server.minimumTLSVersion = .tlsv13
         server.certificateVerification = .noHostnameVerification
         server.trustRoots = .certificates([credentials.authorityNIO])
-        serverContext = try NIOSSLContext(configuration: server)
         var client = TLSConfiguration.makeClientConfiguration()
         client.minimumTLSVersion = .tlsv13
         client.certificateVerification = .noHostnameVerification
         client.trustRoots = .certificates([credentials.authorityNIO])
         client.certificateChain = credentials.certificateChain.map { .certificate($0) }
         client.privateKey = .privateKey(credentials.privateKey)
-        clientContext = try NIOSSLContext(configuration: client)
+        return TLSState.Current(
+            credentials: credentials, verifier: verifier, server: try NIOSSLContext(configuration: server),
+            client: try NIOSSLContext(configuration: client))
     }
 
     /// Completes a promise once, whoever comes first: the verifier or the close.
@@ -74,7 +101,8 @@ public struct SyncTransport: Sendable {
     private func configure(_ channel: any Channel, server: Bool) throws -> PeerConnection {
         let promise = channel.eventLoop.makePromise(of: ReplicaID.self)
         let once = Once(promise)
-        let verifier = verifier
+        let tls = state.current
+        let verifier = tls.verifier
         let callback: NIOSSLCustomVerificationCallback = { chain, verification in
             verification.completeWithTask {
                 do {
@@ -111,11 +139,11 @@ public struct SyncTransport: Sendable {
         try operations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
         try operations.addHandler(IdleCloser())
         if server {
-            try operations.addHandler(NIOSSLServerHandler(context: serverContext, customVerificationCallback: callback))
+            try operations.addHandler(NIOSSLServerHandler(context: tls.server, customVerificationCallback: callback))
         } else {
             try operations.addHandler(
                 try NIOSSLClientHandler(
-                    context: clientContext, serverHostname: nil, customVerificationCallback: callback))
+                    context: tls.client, serverHostname: nil, customVerificationCallback: callback))
         }
         try operations.addHandler(
             ByteToMessageHandler(SyncFrameDecoder(maximumFrameBytes: maximumFrameBytes, traffic: traffic)))

@@ -19,7 +19,7 @@ public actor Node: Service {
     public nonisolated let configuration: NodeConfiguration
     public nonisolated let store: CaseStore
     public nonisolated let transport: SyncTransport
-    private let logger: Logger
+    private nonisolated let logger: Logger
     private var failures: [ReplicaID: Int] = [:]
     private var activeConnections = 0
     /// The port the listener is bound to (useful with port 0), once listening.
@@ -27,9 +27,10 @@ public actor Node: Service {
     /// How this node signs its changes and verifies others'.
     private let authentication: SyncRunner.Authentication
     private var onListening: (@Sendable (Int) -> Void)?
-    /// When this node's certificate expires.
-    public nonisolated let certificateNotAfter: Date
-    private nonisolated let authority: Certificate
+    /// When this node's certificate (the one in use since start or the last reload)
+    /// expires.
+    public nonisolated var certificateNotAfter: Date { transport.credentials.certificateNotAfter }
+    private nonisolated var authority: Certificate { transport.credentials.authority }
 
     public init(
         configuration: NodeConfiguration, store: CaseStore, group: any EventLoopGroup, logger: Logger,
@@ -46,12 +47,14 @@ public actor Node: Service {
             )
         }
         let verifier = PeerVerifier(credentials: credentials)
-        certificateNotAfter = credentials.certificateNotAfter
-        authority = credentials.authority
         var transport = try SyncTransport(credentials: credentials, verifier: verifier, group: group)
+        // Through the transport: after a reload, seals are made with the new key and
+        // signers checked against the new CA.
         authentication = SyncRunner.Authentication(
-            sign: { message in try credentials.sign(message) },
-            verifyCertificate: { replica, der in try await verifier.verifySigner(replica, certificate: der) })
+            sign: { [transport] message in try transport.credentials.sign(message) },
+            verifyCertificate: { [transport] replica, der in
+                try await transport.verifier.verifySigner(replica, certificate: der)
+            })
         // This node's own certificate signs its seals; it goes with them to peers.
         try store.trustSigner(
             credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
@@ -60,6 +63,76 @@ public actor Node: Service {
         self.transport = transport
         self.logger = logger
         self.onListening = onListening
+    }
+
+    /// Re-reads the certificate, key, CA and CRL named in the configuration (the
+    /// files an operator replaced to renew them): new connections and new seals use
+    /// them, connections in flight finish with the old ones. A file that does not
+    /// load, a certificate of another replica or one the CA did not sign is refused
+    /// with the reason, and the files in use stay in use.
+    ///
+    /// - Returns: one line for the log and `casemesh reload`.
+    @discardableResult
+    public func reload() throws(NodeError) -> String {
+        do {
+            return try loadRenewedFiles()
+        } catch {
+            logger.warning("reload refused", metadata: ["reason": "\(error.message)"])
+            throw error
+        }
+    }
+
+    private func loadRenewedFiles() throws(NodeError) -> String {
+        let credentials: NodeCredentials
+        do {
+            credentials = try NodeCredentials(
+                certificate: configuration.certificate, key: configuration.key, authority: configuration.authority,
+                revocationList: configuration.revocationList)
+        } catch {
+            throw NodeError("the new files were refused, the old ones stay in use: \(error.message)")
+        }
+        guard credentials.replicaID == store.replicaID else {
+            throw NodeError(
+                "the new certificate names \(credentials.replicaID), not \(store.replicaID): refused, the old one stays in use"
+            )
+        }
+        let verifier = PeerVerifier(credentials: credentials)
+        if let path = configuration.revocationList {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw NodeError("cannot read the new CRL \(path): the old files stay in use")
+            }
+            do { _ = try RevocationList(pem: text, issuer: credentials.authority) } catch {
+                throw NodeError("the new CRL was refused, the old files stay in use: \(error.message)")
+            }
+        }
+        do {
+            try store.trustSigner(
+                credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
+            try transport.reload(credentials: credentials, verifier: verifier)
+        } catch {
+            throw NodeError("the new certificate could not be put in use, the old one stays: \(error)")
+        }
+        let days = Int(credentials.certificateNotAfter.timeIntervalSinceNow / 86_400)
+        let line = "reloaded the certificate, key, CA and CRL; the certificate expires in \(days) days"
+        logger.notice("\(line)")
+        warnOfExpiry()
+        return line
+    }
+
+    /// Logs a warning from 30 days before the certificate runs out, and from 7 days
+    /// before the CRL's next update.
+    public nonisolated func warnOfExpiry() {
+        let days = certificateNotAfter.timeIntervalSinceNow / 86_400
+        if days < 30 {
+            logger.warning(
+                "the node's certificate expires in \(Int(days)) days: renew it (casemesh-ca renew) and reload")
+        }
+        // A CRL is published for 30 days (certs/openssl-ca.cnf) and replaced weekly.
+        if let next = revocationListNextUpdate(), next.timeIntervalSinceNow < 7 * 86_400 {
+            logger.warning(
+                "the CRL's next update is in \(Int(next.timeIntervalSinceNow / 86_400)) days: publish a fresh one and reload"
+            )
+        }
     }
 
     /// When the CRL in use must be replaced by a fresh one (its next update), read

@@ -97,7 +97,8 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError(message: "\(error)")
         }
-        var services: [any Service] = [service]
+        var services: [any Service] = [service, ReloadOnHangup(node: service, directory: configuration.dataDirectory)]
+        service.warnOfExpiry()
         if let http {
             var api: APIConfiguration
             do {

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// Renewing a node's certificate and revoking a peer without a restart: replace
+/// the files, `casemesh reload` (SIGHUP).
+@Suite struct ReloadTests {
+    static func healthDaysLeft(_ port: Int) throws -> Int? {
+        let body = try TestAuthority.shell("curl -s 'http://127.0.0.1:\(port)/health?cert_days=1'").output
+        guard let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+            let checks = object["checks"] as? [String: Any], let certificate = checks["certificate"] as? [String: Any]
+        else { return nil }
+        return certificate["daysLeft"] as? Int
+    }
+
+    @Test func aReloadTakesARenewedCertificateAndANewCRLAndRefusesBadFiles() throws {
+        let root = Binary.temporaryDirectory("reload")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(
+            in: root,
+            ["dong": "dong.office/server", "senior": "senior.centre/laptop", "mental": "mental.centre/server"])
+        let tls = consortium.tls
+        // The files the node reads, which the operator replaces.
+        let live = root + "/live"
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        let dongFiles = tls["dong"]!
+        func file(_ flag: String, in files: [String]) -> String { files[files.firstIndex(of: flag)! + 1] }
+        for (flag, name) in [("--cert", "node.pem"), ("--key", "node.key"), ("--crl", "crl.pem")] {
+            try FileManager.default.copyItem(atPath: file(flag, in: dongFiles), toPath: live + "/" + name)
+        }
+        let dong = try NodeProcess(
+            consortium.data("dong") + [
+                "--cert", live + "/node.pem", "--key", live + "/node.key", "--ca", file("--ca", in: dongFiles),
+                "--crl", live + "/crl.pem", "--http", "127.0.0.1:0",
+            ], logPath: root + "/dong.log")
+        defer { dong.stop() }
+        let http = try #require(dong.nextAnnouncement()?["port"] as? Int)
+        func sync(_ short: String) throws -> Binary.Result {
+            try Binary.run(
+                ["sync"] + consortium.data(short) + tls[short]! + ["--peer", "dong.office/server=\(dong.address)"])
+        }
+        #expect(try sync("senior").status == 0)
+        let before = try #require(try Self.healthDaysLeft(http))
+
+        // Renewed for 100 days: the node serves the new certificate after the reload.
+        let renewed = try TestAuthority.shell(
+            "'\(TestAuthority.script)' renew '\(consortium.authority.directory)' dong.office/server --days 100")
+        #expect(renewed.status == 0, "\(renewed.output)")
+        let paths = renewed.output.split(separator: "\n").map(String.init)
+        try FileManager.default.removeItem(atPath: live + "/node.pem")
+        try FileManager.default.removeItem(atPath: live + "/node.key")
+        try FileManager.default.copyItem(atPath: paths[0], toPath: live + "/node.pem")
+        try FileManager.default.copyItem(atPath: paths[1], toPath: live + "/node.key")
+        let reloaded = try Binary.run(["reload"] + consortium.data("dong"))
+        #expect(
+            reloaded.status == 0 && reloaded.stdout.contains("expires in 99 days"),
+            "\(reloaded.stdout)\(reloaded.stderr)")
+        #expect(try Self.healthDaysLeft(http) == 99 && before > 99)
+        #expect(try sync("senior").status == 0, "peers accept the renewed certificate")
+
+        // The laptop is revoked: the new CRL is taken without a restart.
+        try consortium.authority.revoke("senior.centre/laptop")
+        try FileManager.default.removeItem(atPath: live + "/crl.pem")
+        try FileManager.default.copyItem(atPath: consortium.authority.directory + "/crl.pem", toPath: live + "/crl.pem")
+        #expect(try Binary.run(["reload"] + consortium.data("dong")).status == 0)
+        let refused = try sync("senior")
+        #expect(refused.status != 0, "a revoked peer is refused after the reload")
+        #expect(try sync("mental").status == 0)
+
+        // Bad replacements are refused and the node keeps working on the files it has.
+        try "not a certificate".write(toFile: live + "/node.pem", atomically: true, encoding: .utf8)
+        let bad = try Binary.run(["reload"] + consortium.data("dong"))
+        #expect(bad.status != 0 && bad.stderr.contains("old ones stay in use"), "\(bad.stderr)")
+        try "-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n".write(
+            toFile: live + "/crl.pem", atomically: true, encoding: .utf8)
+        #expect(try sync("mental").status == 0, "the old certificate and CRL stay in use")
+        #expect(try sync("senior").status != 0, "the revocation stays in force")
+        #expect(dong.log.contains("reload refused"))
+        // SIGHUP itself, as systemctl reload sends it, is answered the same way.
+        kill(dong.process.processIdentifier, SIGHUP)
+        #expect(
+            eventually(5) { dong.process.isRunning && dong.log.components(separatedBy: "reload refused").count >= 3 })
+        #expect(try sync("mental").status == 0)
+    }
+}
