@@ -38,7 +38,10 @@ let package = Package(
         .target(
             name: "CaseMeshModel",
             dependencies: ["CaseMeshCRDT"],
-            resources: [.embedInCode("Resources/case-schema.json")],
+            resources: [
+                .embedInCode("Resources/case-schema.json"), .embedInCode("Resources/holidays-kr.json"),
+                .embedInCode("Resources/deadlines.json"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
