@@ -32,6 +32,7 @@ struct API: Sendable {
         ("GET", "/api/v1/cases", .caseworker), ("POST", "/api/v1/cases", .caseworker),
         ("GET", "/api/v1/cases/{id}", .caseworker), ("POST", "/api/v1/cases/{id}/changes", .caseworker),
         ("GET", "/api/v1/conflicts", .caseworker), ("POST", "/api/v1/cases/{id}/resolve", .supervisor),
+        ("POST", "/api/v1/cases/{id}/stage", .caseworker),
         ("POST", "/api/v1/cases/{id}/share", .supervisor), ("POST", "/api/v1/cases/{id}/withdraw", .supervisor),
         ("GET", "/api/v1/cases/{id}/access-log", .supervisor),
         ("GET", "/api/v1/quarantine", .admin), ("GET", "/api/v1/peers", .admin),
@@ -83,6 +84,22 @@ struct API: Sendable {
                 try operations.resolve(
                     caseID: try caseID(context), field: try string(body, "field"), value: try valueText(body, "value"),
                     recording: entry(.write, session, context, via: "POST /cases/{id}/resolve"))
+            }
+            return json(.created, CaseJSON.change(change))
+        }
+        api.post("cases/{id}/stage") { request, context in
+            let session = try authenticate(request, .caseworker)
+            let body = try await object(request, allowed: ["to", "reason"])
+            let reason = body["reason"]?.stringValue
+            guard (reason?.count ?? 0) <= 500 else {
+                throw Problem(.unprocessableContent, "'reason' is at most 500 characters")
+            }
+            let who = session.account
+            let change = try withRefusals {
+                try operations.moveStage(
+                    caseID: try caseID(context), to: try string(body, "to"), reason: reason,
+                    by: "\(who.displayName) (\(who.username))",
+                    recording: entry(.write, session, context, via: "POST /cases/{id}/stage"))
             }
             return json(.created, CaseJSON.change(change))
         }

@@ -67,9 +67,26 @@ enum CaseJSON {
         return .object([
             "case": .string(snapshot.caseID.rawValue), "fields": .array(fields), "conflicts": .array(conflicts),
             "timeline": .array(timeline.sorted { $0.0 < $1.0 }.map(\.1)),
+            "deadlines": .array(
+                CaseWorkflow.deadlines(of: snapshot, now: UInt64(Date().timeIntervalSince1970 * 1000)).map(deadline)),
             "entities": CaseRendering.json(snapshot, schema: schema)["entities"] ?? .object([:]),
             "version": CaseRendering.json(snapshot, schema: schema)["version"] ?? .object([:]),
         ])
+    }
+
+    /// A statutory deadline: its name, due day (Seoul) and status.
+    static func deadline(_ deadline: Deadline) -> JSONValue {
+        var object: [String: JSONValue] = ["name": .string(deadline.name), "due": .string(deadline.due.description)]
+        switch deadline.status {
+        case .met(let at, let onTime):
+            object["status"] = .string(onTime ? "met" : "late")
+            object["metAt"] = .string(CaseRendering.time(millis: at))
+        case .open: object["status"] = .string("open")
+        case .overdue: object["status"] = .string("overdue")
+        case .reminder: object["status"] = .string("reminder")
+        case .closedBefore: object["status"] = .string("closed-before")
+        }
+        return .object(object)
     }
 
     static func summary(_ summary: CaseSummary) -> JSONValue {

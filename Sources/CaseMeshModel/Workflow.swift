@@ -191,6 +191,8 @@ public enum DeadlineStatus: Hashable, Sendable {
     case overdue
     /// A date to remember, with nothing that meets it (the 6-month follow-up).
     case reminder
+    /// Not reached when the case was closed: it no longer runs.
+    case closedBefore
 }
 
 /// One statutory deadline of a case.
@@ -294,6 +296,8 @@ public struct DeadlineRules: Sendable {
             if let metBy = rule.metBy {
                 if let reached = times[metBy], reached >= start {
                     status = .met(atMillis: reached, onTime: reached < due.endMillis)
+                } else if rule.from != "closed", let closed = times["closed"], closed >= start {
+                    status = .closedBefore
                 } else {
                     status = now >= due.endMillis ? .overdue : .open
                 }

@@ -216,7 +216,7 @@ struct APIClient {
             ("post", "/api/v1/session"), ("get", "/api/v1/session"), ("delete", "/api/v1/session"),
             ("get", "/api/v1/cases"), ("post", "/api/v1/cases"), ("get", "/api/v1/cases/{id}"),
             ("post", "/api/v1/cases/{id}/changes"), ("get", "/api/v1/conflicts"),
-            ("post", "/api/v1/cases/{id}/resolve"),
+            ("post", "/api/v1/cases/{id}/resolve"), ("post", "/api/v1/cases/{id}/stage"),
             ("post", "/api/v1/cases/{id}/share"), ("post", "/api/v1/cases/{id}/withdraw"),
             ("get", "/api/v1/cases/{id}/access-log"), ("get", "/api/v1/quarantine"), ("get", "/api/v1/peers"),
             ("post", "/api/v1/intake"), ("get", "/api/v1/changes"), ("get", "/api/v1/openapi.json"),

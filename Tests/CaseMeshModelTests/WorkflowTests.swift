@@ -96,6 +96,8 @@ struct WorkflowTests {
         #expect(!onTime, "assessed a month after intake: late")
         #expect(byName["followUp3"]?.due == Self.day("2027-02-28") && byName["followUp3"]?.status == .open)
         #expect(byName["followUp6"]?.status == .reminder)
+        #expect(byName["selection"]?.status == .closedBefore, "never selected before the closure: no longer runs")
+        #expect(byName["plan"] == nil, "never selected: the plan's deadline never started")
     }
 
     @Test("Stage events read both their JSON form and the earlier one-line form")

@@ -9,9 +9,8 @@ struct CaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "case", abstract: "Open, edit and read cases.",
         subcommands: [
-            Open.self, Set.self, Add.self, Remove.self, Note.self, Share.self, Withdraw.self, Identify.self,
-            FindPerson.self,
-            Show.self, List.self,
+            Open.self, Set.self, Add.self, Remove.self, Note.self, Stage.self, Deadlines.self, Share.self,
+            Withdraw.self, Identify.self, FindPerson.self, Show.self, List.self,
         ])
 }
 
@@ -332,6 +331,82 @@ extension CaseCommand {
                     recording: access.entry(.write, via: "case \(Self._commandName)"))
             }
             report(change, output: output)
+        }
+    }
+
+    struct Stage: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move the case to another stage, recorded as a stage event (who, from, to, why).",
+            discussion: """
+                Stages: discovery, intake, assessment, conference, planning, provision, monitoring, closed, \
+                follow-up. Closing while a service is active, and reopening a closed case, need --reason.
+                """)
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
+        @Argument(help: "The case ID.") var caseID: String
+        @Argument(help: "The stage to move it to.") var stage: String
+        @Option(help: "Why (required to close with an active service or to reopen).") var reason: String?
+
+        func run() throws {
+            let store = try store.openStore()
+            let record = access.entry(.write, via: "case \(Self._commandName)")
+            let change = try CLIError.wrap {
+                do {
+                    return try CaseOperations(store: store).moveStage(
+                        caseID: FieldInput.caseID(caseID), to: stage, reason: reason, by: record.actor,
+                        recording: record)
+                } catch let refusal as CaseOperations.Refusal {
+                    throw CLIError(message: refusal.message)
+                }
+            }
+            report(change, output: output)
+        }
+    }
+
+    struct Deadlines: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the case's statutory deadlines (working days under the Korean holiday calendar).")
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var output: OutputOptions
+        @OptionGroup var access: AccessOptions
+        @Argument(help: "The case ID.") var caseID: String
+
+        func run() throws {
+            let store = try store.openStore()
+            let snapshot = try CLIError.wrap {
+                try store.read(FieldInput.caseID(caseID), recording: access.entry(.read, via: "case deadlines"))
+            }
+            let deadlines = CaseWorkflow.deadlines(of: snapshot, now: SystemWallClock().nowMillis())
+            func status(_ deadline: Deadline) -> String {
+                switch deadline.status {
+                case .met(let at, let onTime): (onTime ? "met " : "met late ") + CaseRendering.time(millis: at)
+                case .open: "open"
+                case .overdue: "OVERDUE"
+                case .reminder: "reminder"
+                case .closedBefore: "not reached before closure"
+                }
+            }
+            if output.json {
+                emit(
+                    JSONValue.array(
+                        deadlines.map {
+                            .object([
+                                "name": .string($0.name), "due": .string($0.due.description),
+                                "status": .string(status($0)),
+                            ])
+                        }
+                    ).text)
+                return
+            }
+            if deadlines.isEmpty { emit("no deadline has started (they start at intake)") }
+            for deadline in deadlines {
+                emit(
+                    "\(deadline.name.padding(toLength: 11, withPad: " ", startingAt: 0)) due \(deadline.due)  \(status(deadline))"
+                )
+            }
         }
     }
 

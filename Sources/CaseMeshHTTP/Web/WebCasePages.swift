@@ -143,7 +143,16 @@ extension WebApp {
                 row["received"] = t.time(millis: since)
             }
             if let channel = text(snapshot, "report.channel") { row["channel"] = t.value(channel) }
-            if let deadline = nextDeadline(snapshot) {
+            let statutory = CaseWorkflow.deadlines(of: snapshot, now: now).first { deadline in
+                switch deadline.status {
+                case .open, .overdue: true
+                default: false
+                }
+            }
+            if let statutory {
+                row["deadline"] = "\(t["deadline_\(statutory.name)"]) \(t.date(millis: statutory.due.endMillis - 1))"
+                if statutory.status == .overdue { row["overdue"] = true }
+            } else if let deadline = nextDeadline(snapshot) {
                 row["deadline"] = t.date(millis: deadline.millis)
                 if deadline.millis < now { row["overdue"] = true }
             } else {
@@ -207,12 +216,19 @@ extension WebApp {
                     case .log(let log)?:
                         guard definition.name != "accessLog" else { continue }
                         for item in log.visibleEntries {
-                            let (body, author) = Self.signed(item.text)
+                            var (body, author) = Self.signed(item.text)
+                            if definition.name == "stageEvents",
+                                let event = StageEvent(text: item.text, atMillis: item.hlc.physical)
+                            {
+                                body =
+                                    "\(t.stage(event.from)) → \(t.stage(event.to))"
+                                    + (event.reason.map { " — \(t["stage_reason"]): \($0)" } ?? "")
+                                author = event.by
+                            }
                             var entry: [String: Any] = [
                                 "key": key.description, "kind": logKind(definition.name, t),
                                 "institution": item.id.dot.origin.institution.rawValue,
-                                "at": t.time(millis: item.hlc.physical),
-                                "text": definition.name == "stageEvents" ? stageEvent(body, t) : body,
+                                "at": t.time(millis: item.hlc.physical), "text": body,
                             ]
                             if let author { entry["account"] = author }
                             timeline.append((item.hlc, entry))
@@ -247,6 +263,7 @@ extension WebApp {
                 groups.append([
                     "name": t.group(entityName) + (instance.isEmpty ? "" : " \(instance)"), "anchor": anchor,
                     "fields": fields, "editable": !inputs.isEmpty, "inputs": inputs, "caseID": caseID.rawValue,
+                    "isCase": entityName == "case",
                 ])
             }
             // A new instance of a repeating entity (a person, a plan item, a task...).
@@ -274,6 +291,7 @@ extension WebApp {
             "canTake": stage == "discovery", "canShare": account.role >= .supervisor,
         ]
         if !conflicted.isEmpty { data["conflictCount"] = conflicted.count }
+        data["deadlines"] = statutoryDeadlines(snapshot, t)
         // The access log is the lead institution's record (PIPA's access records).
         if account.role >= .supervisor, lead == store.replicaID.institution.rawValue {
             data["showAccess"] = true
@@ -300,15 +318,24 @@ extension WebApp {
         return (String(text[..<newline]), String(last.dropFirst(signature.count + 1)))
     }
 
-    /// A stage event ("intake → assessment: who") with the stages as case workers
-    /// say them; any other text as written.
-    func stageEvent(_ text: String, _ t: WebCatalogue) -> String {
-        guard let arrow = text.range(of: " → ") else { return text }
-        let from = String(text[..<arrow.lowerBound])
-        let rest = text[arrow.upperBound...]
-        let to = String(rest.prefix { $0 != ":" })
-        let tail = rest.dropFirst(to.count)
-        return "\(t.stage(from)) → \(t.stage(to))\(tail)"
+    /// The case's statutory deadlines as the case page lists them.
+    func statutoryDeadlines(_ snapshot: CaseSnapshot, _ t: WebCatalogue) -> [[String: Any]] {
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        return CaseWorkflow.deadlines(of: snapshot, now: now).map { deadline in
+            let status: (String, String) =
+                switch deadline.status {
+                case .met(let at, let onTime):
+                    (onTime ? "met" : "late", "\(t[onTime ? "status_met" : "status_late"]) (\(t.date(millis: at)))")
+                case .open: ("open", t["status_open"])
+                case .overdue: ("overdue", t["status_overdue"])
+                case .reminder: ("reminder", t["status_reminder"])
+                case .closedBefore: ("closed", t["status_closed_before"])
+                }
+            return [
+                "name": t["deadline_\(deadline.name)"], "due": t.date(millis: deadline.due.endMillis - 1),
+                "status": status.1, "statusCode": status.0,
+            ]
+        }
     }
 
     func logKind(_ field: String, _ t: WebCatalogue) -> String {
@@ -457,16 +484,17 @@ extension WebApp {
             for element in after.subtracting(before).sorted() { ops.append(.insert(fieldKey, element)) }
             for element in before.subtracting(after).sorted() { ops.append(.remove(fieldKey, element)) }
         }
-        // A stage change is recorded as a stage event too: who moved it, from what.
-        if case .assign(let field, .string(let to))? = ops.first(where: {
-            if case .assign(let field, _) = $0 { return field == FieldKey(entity: "case", field: "stage") }
-            return false
-        }), field.instance.isEmpty {
-            let from = text(snapshot, "stage") ?? "—"
-            ops.append(
-                .append(
-                    FieldKey(entity: "case", field: "stageEvents"),
-                    "\(from) → \(to): \(account.displayName) (\(account.username))"))
+        // A stage change goes through the workflow's rules and is recorded as a stage
+        // event (who moved it, from what, why), in the same change as the rest.
+        let stageKey = FieldKey(entity: "case", field: "stage")
+        if let index = ops.firstIndex(where: { if case .assign(let field, _) = $0 { field == stageKey } else { false } }
+        ),
+            case .assign(_, .string(let target)) = ops[index]
+        {
+            ops.remove(at: index)
+            ops += try CaseOperations(store: store).stageMove(
+                caseID: caseID, to: target, reason: form.first("stageReason"),
+                by: "\(account.displayName) (\(account.username))")
         }
         for op in ops { try CaseStore.wrapInput { try schema.validate(op) } }
         guard !ops.isEmpty else { return WebHeaders.redirect("/cases/\(caseID)?done=none") }
@@ -492,13 +520,11 @@ extension WebApp {
             throw WebFailure(.conflict, "\(call.t["taken"]) (\(call.t["col_manager"]): \(manager))")
         }
         let manager = "\(account.displayName) (\(account.username))"
-        try store.write(
-            caseID: caseID,
-            ops: [
-                .assign(FieldKey(entity: "case", field: "stage"), .string("intake")),
+        try CaseOperations(store: store).moveStage(
+            caseID: caseID, to: "intake", reason: nil, by: manager,
+            also: [
                 .assign(FieldKey(entity: "case", field: "caseManager"), .string(manager)),
                 .remove(FieldKey(entity: "case", field: "tags"), "intake-new"),
-                .append(FieldKey(entity: "case", field: "stageEvents"), "discovery → intake: \(manager)"),
             ], recording: try entry(.write, call, via: "POST /cases/{id}/take"))
         return WebHeaders.redirect("/cases/\(caseID)?done=take")
     }
