@@ -232,6 +232,17 @@ try:
     wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".banner.flash")))
     check("접수" in driver.find_element(By.CSS_SELECTOR, ".case-head .stage").text, "taking the report moves it to 접수")
     check("이수진" in driver.find_element(By.CSS_SELECTOR, ".case-head .meta").text, "the taker is its case manager")
+    deadlines = driver.find_element(By.CSS_SELECTOR, "section.deadlines").text
+    check("욕구사정" in deadlines and "진행 중" in deadlines, "taking the report starts the assessment deadline")
+    # A stage move from the edit form, with its reason, is a stage event on the timeline.
+    driver.find_element(By.CSS_SELECTOR, "#group-case details.edit summary").click()
+    Select(driver.find_element(By.ID, "in-stage")).select_by_value("assessment")
+    driver.find_element(By.ID, "stage-reason-case").send_keys("초기상담 완료")
+    driver.find_element(By.CSS_SELECTOR, "#edit-case button[type=submit]").click()
+    wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".banner.flash")))
+    entry = driver.find_element(By.CSS_SELECTOR, ".entries li")
+    check("접수 → 욕구사정" in entry.text and "초기상담 완료" in entry.text and "이수진 (lee)" in entry.text,
+          "the stage move is on the timeline with who and why")
     summary = driver.find_element(By.CSS_SELECTOR, "[data-field='report.summary'] dd").text
     check("<script>" in summary, "markup in a report shows as text")
     check(not driver.execute_script("return window.__xss === true"), "no script from the report ran")
