@@ -58,6 +58,7 @@ let package = Package(
                 .embedInCode("Resources/0003-departures-and-deliveries.sql"),
                 .embedInCode("Resources/0004-staff-and-intake.sql"), .embedInCode("Resources/0005-case-summaries.sql"),
                 .embedInCode("Resources/0006-restore-hold.sql"),
+                .embedInCode("Resources/0007-deadlines-in-listing.sql"),
             ],
             swiftSettings: strictSettings
         ),

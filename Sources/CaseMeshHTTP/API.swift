@@ -276,15 +276,23 @@ struct API: Sendable {
 
     func listCases(_ request: Request, _ session: StaffSession, _ context: APIRequestContext) throws -> Response {
         let query = request.uri.queryParameters
-        let known: Set<String> = ["stage", "risk", "participant", "q", "conflicts", "limit", "offset"]
+        let known: Set<String> = [
+            "stage", "risk", "participant", "q", "conflicts", "limit", "offset", "overdue", "due_within", "manager",
+        ]
         if let unknown = query.map({ String($0.key) }).first(where: { !known.contains($0) }) {
             throw Problem(.badRequest, "unknown query parameter '\(unknown.prefix(40))'")
         }
         let limit = try number(query.get("limit"), name: "limit", default: 50, range: 1...500)
         let offset = try number(query.get("offset"), name: "offset", default: 0, range: 0...10_000_000)
-        let filter = CaseListFilter(
+        var filter = CaseListFilter(
             stage: query.get("stage"), riskLevel: query.get("risk"), participant: query.get("participant"),
-            conflictsOnly: query.get("conflicts") == "true", text: query.get("q"))
+            conflictsOnly: query.get("conflicts") == "true", text: query.get("q"), caseManager: query.get("manager"))
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        if query.get("due_within") != nil {
+            let days = try number(query.get("due_within"), name: "due_within", default: 3, range: 0...60)
+            filter.deadlineBefore = CaseWorkflow.dueSoonBound(now: now, workingDays: days)
+        }
+        if query.get("overdue") == "true" { filter.deadlineBefore = min(filter.deadlineBefore ?? now, now) }
         let result = try store.caseSummaries(matching: filter, limit: limit, offset: offset)
         let page = result.cases
         try store.recordAccess(to: page.map(\.caseID), entry(.read, session, context, via: "GET /cases"))

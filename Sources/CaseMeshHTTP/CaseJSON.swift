@@ -96,6 +96,14 @@ enum CaseJSON {
             "riskLevel": summary.riskLevel.map(JSONValue.string) ?? .null,
             "participants": .array(summary.participants.map(JSONValue.string)),
             "openConflicts": .number(Int64(summary.openConflicts)), "changes": .number(Int64(summary.changeCount)),
+            "caseManager": summary.caseManager.map(JSONValue.string) ?? .null,
+            "nextDeadline": summary.nextDeadline.map { name in
+                let end = summary.nextDeadlineEndMillis ?? 0
+                return .object([
+                    "name": .string(name), "due": .string(CalendarDay(millis: end > 0 ? end - 1 : 0).description),
+                    "overdue": .bool(end <= UInt64(Date().timeIntervalSince1970 * 1000)),
+                ])
+            } ?? .null,
         ])
     }
 

@@ -151,7 +151,19 @@ struct OperatorEndpoints: Sendable {
     func metrics() throws -> Response {
         guard let registry else { throw Problem(.notFound, "metrics are not collected by this process") }
         let figures = try store.figures()
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        let overdue = try store.caseSummaries(matching: CaseListFilter(deadlineBefore: now), limit: 0, offset: 0).total
+        let soon =
+            try store.caseSummaries(
+                matching: CaseListFilter(deadlineBefore: CaseWorkflow.dueSoonBound(now: now, workingDays: 3)), limit: 0,
+                offset: 0
+            ).total - overdue
         for (name, help, value) in [
+            ("casemesh_deadlines_overdue", "Cases whose next statutory deadline has passed", Double(overdue)),
+            (
+                "casemesh_deadlines_due_soon", "Cases whose next statutory deadline is within 3 working days",
+                Double(max(0, soon))
+            ),
             ("casemesh_cases_held", "Cases held and listed on this node", Double(figures.casesHeld)),
             ("casemesh_open_conflicts", "Open conflicts over every case", Double(figures.openConflicts)),
             ("casemesh_quarantined_changes", "Quarantined changes not yet resolved", Double(figures.quarantined)),

@@ -1,3 +1,4 @@
+public import CaseMeshCRDT
 import Foundation
 
 /// A day in Asia/Seoul, where every deadline of a Korean case runs.
@@ -307,5 +308,65 @@ public struct DeadlineRules: Sendable {
             found.append(Deadline(name: rule.name, due: due, status: status))
         }
         return found.sorted { $0.due < $1.due }
+    }
+}
+
+extension StageEvent {
+    static let stage = FieldKey(entity: "case", field: "stage")
+    static let log = FieldKey(entity: "case", field: "stageEvents")
+
+    /// The fields stage events are read from: the stage, its log, and the report's
+    /// and the case's opening times (for a case moved without events).
+    public static let sourceFields: Set<FieldKey> = [
+        stage, log, FieldKey(entity: "report", field: "receivedAt"), FieldKey(entity: "case", field: "openedAt"),
+    ]
+
+    /// A case's stage events in time order, from its fields. A case moved without
+    /// events (before they existed, or by `case set stage=`) gets the events its
+    /// fields imply: intake at its report or opening time (or when its stage was
+    /// set), and its current stage at the time it was set.
+    public static func events(in fields: [FieldKey: FieldState]) -> [StageEvent] {
+        var events: [StageEvent] = []
+        if case .log(let entries)? = fields[log] {
+            for entry in entries.visibleEntries {
+                if let event = StageEvent(text: entry.text, atMillis: entry.hlc.physical) { events.append(event) }
+            }
+        }
+        guard case .register(let register)? = fields[stage], case .string(let current)? = register.value,
+            let top = register.siblings.first, current != "discovery"
+        else { return events.sorted { $0.atMillis < $1.atMillis } }
+        let setAt = top.hlc.physical
+        if !events.contains(where: { $0.to != "discovery" }) {
+            let opened = ["report.receivedAt", "openedAt"].lazy.compactMap { name -> UInt64? in
+                guard let key = try? FieldKey(parsing: name), case .register(let state)? = fields[key],
+                    case .string(let text)? = state.value
+                else { return nil }
+                return Self.millis(ofISO: text)
+            }.first
+            events.append(
+                StageEvent(from: nil, to: "intake", by: nil, reason: nil, atMillis: min(opened ?? setAt, setAt)))
+        }
+        events.sort { $0.atMillis < $1.atMillis }
+        if events.last?.to != current {
+            events.append(StageEvent(from: nil, to: current, by: nil, reason: nil, atMillis: setAt))
+        }
+        return events
+    }
+
+    static func millis(ofISO text: String) -> UInt64? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        guard let date = formatter.date(from: text) else { return nil }
+        return UInt64(max(0, date.timeIntervalSince1970 * 1000))
+    }
+}
+
+extension DeadlineRules {
+    /// The deadline a case must meet next, whatever the time: the earliest of those
+    /// not met (reminders and deadlines a closure ended left out). It is overdue
+    /// once the moment it names has passed; the case list keeps it, so overdue and
+    /// due-soon lists are one indexed query.
+    public func nextDue(_ events: [StageEvent], calendar: WorkingCalendar = .korean) -> Deadline? {
+        deadlines(events, now: 0, calendar: calendar).first { $0.status == .open }
     }
 }

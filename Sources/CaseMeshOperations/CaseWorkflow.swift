@@ -10,39 +10,13 @@ public enum CaseWorkflow {
     static let stage = FieldKey(entity: "case", field: "stage")
     static let stageEvents = FieldKey(entity: "case", field: "stageEvents")
 
-    /// The case's stage events in time order. A case moved without events (written
-    /// before them, or by `case set stage=`) gets the events its fields imply: intake
-    /// at its report or opening time, and its current stage at the time it was set.
-    public static func events(of snapshot: CaseSnapshot) -> [StageEvent] {
-        var events: [StageEvent] = []
-        if case .log(let log)? = snapshot.fields[stageEvents] {
-            for entry in log.visibleEntries {
-                if let event = StageEvent(text: entry.text, atMillis: entry.hlc.physical) { events.append(event) }
-            }
-        }
-        let current: (value: String, at: UInt64)? = {
-            guard case .register(let register)? = snapshot.fields[stage], case .string(let value)? = register.value,
-                let top = register.siblings.first
-            else { return nil }
-            return (value, top.hlc.physical)
-        }()
-        guard let current, current.value != "discovery" else { return events.sorted { $0.atMillis < $1.atMillis } }
-        if !events.contains(where: { $0.to != "discovery" }) {
-            let opened = ["report.receivedAt", "openedAt"].lazy.compactMap { name -> UInt64? in
-                guard let key = try? FieldKey(parsing: name), case .register(let register)? = snapshot.fields[key],
-                    case .string(let text)? = register.value
-                else { return nil }
-                return Self.millis(ofISO: text)
-            }.first
-            events.append(
-                StageEvent(
-                    from: nil, to: "intake", by: nil, reason: nil, atMillis: min(opened ?? current.at, current.at)))
-        }
-        events.sort { $0.atMillis < $1.atMillis }
-        if events.last?.to != current.value {
-            events.append(StageEvent(from: nil, to: current.value, by: nil, reason: nil, atMillis: current.at))
-        }
-        return events.sorted { $0.atMillis < $1.atMillis }
+    /// The case's stage events in time order (see ``StageEvent/events(in:)``).
+    public static func events(of snapshot: CaseSnapshot) -> [StageEvent] { StageEvent.events(in: snapshot.fields) }
+
+    /// The moment a deadline due within `workingDays` working days of `now` is
+    /// missed at the latest: the end of that working day (for ``CaseListFilter/deadlineBefore``).
+    public static func dueSoonBound(now: UInt64, workingDays: Int, calendar: WorkingCalendar = .korean) -> UInt64 {
+        calendar.adding(workingDays: workingDays, to: CalendarDay(millis: now)).endMillis
     }
 
     /// The case's statutory deadlines as of `now`.
@@ -52,13 +26,6 @@ public enum CaseWorkflow {
         rules.deadlines(events(of: snapshot), now: now, calendar: calendar)
     }
 
-    /// Milliseconds since 1970 of an ISO 8601 time, or nil.
-    static func millis(ofISO text: String) -> UInt64? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        guard let date = formatter.date(from: text) else { return nil }
-        return UInt64(max(0, date.timeIntervalSince1970 * 1000))
-    }
 }
 
 extension CaseOperations {

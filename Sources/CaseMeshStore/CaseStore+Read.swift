@@ -34,6 +34,11 @@ public struct CaseSummary: Hashable, Sendable {
     public var participants: [String]
     public var openConflicts: Int
     public var changeCount: UInt64
+    public var caseManager: String? = nil
+    /// The statutory deadline the case must meet next (see `DeadlineRules.nextDue`),
+    /// and the moment (ms) it is missed; overdue once that has passed.
+    public var nextDeadline: String? = nil
+    public var nextDeadlineEndMillis: UInt64? = nil
 }
 
 /// One open conflict: a register with concurrent values.

@@ -13,11 +13,18 @@ public struct CaseListFilter: Hashable, Sendable {
     public var conflictsOnly = false
     /// Text that the title or a person's name must contain (case-insensitive).
     public var text: String?
+    /// Only cases whose next statutory deadline is missed before this moment (ms):
+    /// now for the overdue list, the end of the third working day for due-soon.
+    public var deadlineBefore: UInt64?
+    /// Only the cases of this case manager (as the case names them).
+    public var caseManager: String?
 
     public init(
         stage: String? = nil, riskLevel: String? = nil, participant: String? = nil, conflictsOnly: Bool = false,
-        text: String? = nil
+        text: String? = nil, deadlineBefore: UInt64? = nil, caseManager: String? = nil
     ) {
+        self.deadlineBefore = deadlineBefore
+        self.caseManager = caseManager
         self.stage = stage
         self.riskLevel = riskLevel
         self.participant = participant
@@ -45,13 +52,21 @@ struct SummaryRow {
     var accessLog: Bool
     /// See `visibleUntil` in 0005-case-summaries.sql: nil unbounded, 0 not entitled.
     var visibleUntil: Int64?
+    var caseManager: String?
+    /// See 0007-deadlines-in-listing.sql.
+    var deadlineName: String?
+    var deadlineEnd: Int64?
 
     /// Whether a field is read into a listing line (shown, searched, or deciding
     /// who may see the case).
     static func isListed(_ field: FieldKey) -> Bool {
         switch field.entity {
         case "case":
-            return ["title", "stage", "riskLevel", "participants", "tags", "leadInstitution"].contains(field.field)
+            return [
+                "title", "stage", "riskLevel", "participants", "tags", "leadInstitution", "caseManager", "stageEvents",
+                "openedAt",
+            ].contains(field.field)
+        case "report": return field.field == "receivedAt"
         case "person": return field.field == "name"
         case "consent": return true
         default: return false
@@ -105,6 +120,11 @@ struct SummaryRow {
             search += register.siblings.map { $0.value.description.lowercased() }
         }
         searchText = search.joined(separator: "\n")
+        caseManager = register("caseManager")
+        if !Self.accessLogTagged(fields), let next = DeadlineRules.bundled.nextDue(StageEvent.events(in: fields)) {
+            deadlineName = next.name
+            deadlineEnd = Int64(clamping: next.due.endMillis)
+        }
         self.conflicts = conflicts
         self.changeCount = changeCount
         var isLog = false
@@ -112,6 +132,11 @@ struct SummaryRow {
             isLog = tags.contains(CaseStore.accessLogTag, .addWins)
         }
         accessLog = isLog
+    }
+
+    static func accessLogTagged(_ fields: [FieldKey: FieldState]) -> Bool {
+        guard case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] else { return false }
+        return tags.contains(CaseStore.accessLogTag, .addWins)
     }
 
     /// Whose need-to-know rule decides `visibleUntil`, and when.
@@ -136,7 +161,9 @@ struct SummaryRow {
         get throws {
             CaseSummary(
                 caseID: try CaseID(caseKey), title: title, stage: stage, riskLevel: riskLevel,
-                participants: participants, openConflicts: conflicts, changeCount: changeCount)
+                participants: participants, openConflicts: conflicts, changeCount: changeCount,
+                caseManager: caseManager, nextDeadline: deadlineName,
+                nextDeadlineEndMillis: deadlineEnd.map { UInt64(max(0, $0)) })
         }
     }
 
@@ -147,6 +174,10 @@ struct SummaryRow {
         if let participant = filter.participant, !participants.contains(participant) { return false }
         if filter.conflictsOnly && conflicts == 0 { return false }
         if let text = filter.text?.lowercased(), !text.isEmpty, !searchText.contains(text) { return false }
+        if let before = filter.deadlineBefore {
+            guard let deadlineEnd, deadlineEnd <= Int64(clamping: before) else { return false }
+        }
+        if let manager = filter.caseManager, caseManager != manager { return false }
         return true
     }
 
@@ -186,13 +217,14 @@ struct SummaryRow {
             sql: """
                 INSERT OR REPLACE INTO caseSummary
                 (caseRef, caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount, accessLog,
-                 visibleUntil)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 visibleUntil, caseManager, deadlineName, deadlineEnd)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             caseRef, caseKey, row.title, row.stage, row.riskLevel,
             row.participants.isEmpty ? "" : "\n" + row.participants.joined(separator: "\n") + "\n",
             row.searchText, row.conflicts, Int64(clamping: row.changeCount), row.accessLog, row.visibleUntil,
+            row.caseManager, row.deadlineName, row.deadlineEnd,
         ])
     }
 
@@ -307,6 +339,14 @@ extension CaseStore {
                 conditions.append("instr(searchText, ?) > 0")
                 arguments.append(text)
             }
+            if let before = filter.deadlineBefore {
+                conditions.append("deadlineEnd IS NOT NULL AND deadlineEnd <= ?")
+                arguments.append(Int64(clamping: before))
+            }
+            if let manager = filter.caseManager {
+                conditions.append("caseManager = ?")
+                arguments.append(manager)
+            }
             let condition = conditions.joined(separator: " AND ")
             let stored =
                 try Int.fetchOne(
@@ -325,7 +365,8 @@ extension CaseStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount
+                    SELECT caseKey, title, stage, riskLevel, participants, searchText, conflicts, changeCount,
+                    caseManager, deadlineName, deadlineEnd
                     FROM caseSummary WHERE \(condition) ORDER BY caseKey LIMIT ? OFFSET ?
                     """,
                 arguments: StatementArguments(arguments + [sqlLimit, sqlOffset]))
@@ -335,10 +376,13 @@ extension CaseStore {
             var pending = next.next()
             for row in rows {
                 let participants = (row[4] as String).split(separator: "\n").map(String.init)
-                let line = SummaryRow(
+                var line = SummaryRow(
                     caseKey: row[0], title: row[1], stage: row[2], riskLevel: row[3], participants: participants,
                     searchText: row[5], conflicts: row[6], changeCount: UInt64(max(0, row[7] as Int64)),
                     accessLog: false)
+                line.caseManager = row[8]
+                line.deadlineName = row[9]
+                line.deadlineEnd = row[10]
                 while let candidate = pending, candidate.caseKey < line.caseKey {
                     merged.append(candidate)
                     pending = next.next()

@@ -87,7 +87,7 @@ import Testing
         let refused = try Binary.run(["case", "list"] + data)
         #expect(refused.status != 0)
         #expect(
-            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 5"),
+            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 7"),
             "\(refused.stderr)")
         #expect(try applied() == before, "nothing was migrated")
     }
@@ -103,14 +103,19 @@ import Testing
         let queue = try DatabaseQueue(path: root + "/dong/casemesh.sqlite")
         try queue.write { db in
             try db.execute(sql: "DROP TABLE caseSummary")
-            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = '0005-case-summaries'")
+            try db.execute(sql: "DROP TABLE restoreHold")
+            try db.execute(
+                sql: """
+                    DELETE FROM grdb_migrations WHERE identifier IN
+                    ('0005-case-summaries', '0006-restore-hold', '0007-deadlines-in-listing')
+                    """)
         }
         let listed = try Binary.ok(["case", "list", "--json"] + data)
         #expect(listed.contains(String(caseID)) && listed.contains("김 어르신 고독사 위험"), "\(listed)")
         let applied = try queue.read { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1")
         }
-        #expect(applied.last == "0005-case-summaries")
+        #expect(applied.suffix(3) == ["0005-case-summaries", "0006-restore-hold", "0007-deadlines-in-listing"])
     }
 
     @Test func statusShowsTheNodeAndCheckFindsADamagedStore() throws {

@@ -118,8 +118,16 @@ extension WebApp {
         let conflictsOnly = query.get("conflicts") == "true"
         let offset = min(max(Int(query.get("offset") ?? "0") ?? 0, 0), 10_000_000)
         let limit = 50
-        let filter = CaseListFilter(
-            stage: stage, riskLevel: risk, participant: nil, conflictsOnly: conflictsOnly, text: search)
+        let overdueOnly = query.get("overdue") == "true"
+        let soonOnly = query.get("soon") == "true"
+        let mineOnly = query.get("mine") == "true"
+        let account = try call.account
+        let nowMillis = UInt64(Date().timeIntervalSince1970 * 1000)
+        var filter = CaseListFilter(
+            stage: stage, riskLevel: risk, participant: nil, conflictsOnly: conflictsOnly, text: search,
+            caseManager: mineOnly ? "\(account.displayName) (\(account.username))" : nil)
+        if soonOnly { filter.deadlineBefore = CaseWorkflow.dueSoonBound(now: nowMillis, workingDays: 3) }
+        if overdueOnly { filter.deadlineBefore = nowMillis }
         let page = try store.caseSummaries(matching: filter, limit: limit, offset: offset)
         let intake = try store.caseSummaries(matching: CaseListFilter(stage: "discovery"), limit: 20, offset: 0).cases
         let shown = Array(Set(page.cases.map(\.caseID) + intake.map(\.caseID))).sorted()
@@ -143,15 +151,9 @@ extension WebApp {
                 row["received"] = t.time(millis: since)
             }
             if let channel = text(snapshot, "report.channel") { row["channel"] = t.value(channel) }
-            let statutory = CaseWorkflow.deadlines(of: snapshot, now: now).first { deadline in
-                switch deadline.status {
-                case .open, .overdue: true
-                default: false
-                }
-            }
-            if let statutory {
-                row["deadline"] = "\(t["deadline_\(statutory.name)"]) \(t.date(millis: statutory.due.endMillis - 1))"
-                if statutory.status == .overdue { row["overdue"] = true }
+            if let name = summary.nextDeadline, let end = summary.nextDeadlineEndMillis, end > 0 {
+                row["deadline"] = "\(t["deadline_\(name)"]) \(t.date(millis: end - 1))"
+                if end <= now { row["overdue"] = true }
             } else if let deadline = nextDeadline(snapshot) {
                 row["deadline"] = t.date(millis: deadline.millis)
                 if deadline.millis < now { row["overdue"] = true }
@@ -167,11 +169,17 @@ extension WebApp {
             if let risk { parts.append("risk=\(Self.escapeQuery(risk))") }
             if let search { parts.append("q=\(Self.escapeQuery(search))") }
             if conflictsOnly { parts.append("conflicts=true") }
+            if overdueOnly { parts.append("overdue=true") }
+            if soonOnly { parts.append("soon=true") }
+            if mineOnly { parts.append("mine=true") }
             return "/cases?" + parts.joined(separator: "&")
         }
         var data: [String: Any] = [
             "rows": try page.cases.map(row), "intake": try intake.map(row), "total": page.total,
-            "filter": ["q": search ?? "", "conflicts": conflictsOnly],
+            "filter": [
+                "q": search ?? "", "conflicts": conflictsOnly, "overdue": overdueOnly, "soon": soonOnly,
+                "mine": mineOnly,
+            ],
             "stages": options("stage", selected: stage, t),
             "risks": options("riskLevel", selected: risk, t),
         ]

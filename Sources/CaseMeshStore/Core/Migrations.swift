@@ -21,11 +21,16 @@ enum Migrations {
             try db.execute(sql: String(decoding: PackageResources._004_staff_and_intake_sql, as: UTF8.self))
         }
         migrator.registerMigration("0005-case-summaries") { db in
+            // The lines are written by 0007's rebuild, which every upgrade runs after
+            // this one (the code writes the columns 0007 adds).
             try db.execute(sql: String(decoding: PackageResources._005_case_summaries_sql, as: UTF8.self))
-            try SummaryRow.rebuildAll(db)
         }
         migrator.registerMigration("0006-restore-hold") { db in
             try db.execute(sql: String(decoding: PackageResources._006_restore_hold_sql, as: UTF8.self))
+        }
+        migrator.registerMigration("0007-deadlines-in-listing") { db in
+            try db.execute(sql: String(decoding: PackageResources._007_deadlines_in_listing_sql, as: UTF8.self))
+            try SummaryRow.rebuildAll(db)
         }
         return migrator
     }

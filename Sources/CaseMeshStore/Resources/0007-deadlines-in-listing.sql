@@ -1,0 +1,1 @@
+../../../schema/migrations/0007-deadlines-in-listing.sql
