@@ -17,7 +17,16 @@ public struct CaseOperations: Sendable {
         public enum Kind: Sendable { case invalid, notFound, conflict }
         public var kind: Kind
         public var message: String
+        /// A stable name of the refusal (`stage.reopen`), for a screen that says it
+        /// in the user's language; nil for one that only has its message.
+        public var code: String?
         public var description: String { message }
+
+        public init(kind: Kind, message: String, code: String? = nil) {
+            self.kind = kind
+            self.message = message
+            self.code = code
+        }
     }
 
     /// One field assignment from text, checked against the schema.

@@ -57,18 +57,22 @@ extension CaseOperations {
         let stages = (try? store.schema.definition(of: CaseWorkflow.stage).values) ?? []
         guard stages.contains(target) else {
             throw Refusal(
-                kind: .invalid, message: "no stage '\(target.prefix(40))': use one of \(stages.joined(separator: ", "))"
-            )
+                kind: .invalid,
+                message: "no stage '\(target.prefix(40))': use one of \(stages.joined(separator: ", "))",
+                code: "stage.unknown")
         }
         var current: String?
         if case .register(let register)? = snapshot.fields[CaseWorkflow.stage] {
             guard !register.isConflict else {
                 throw Refusal(
-                    kind: .conflict, message: "the case's stage is in conflict; a supervisor decides it first")
+                    kind: .conflict, message: "the case's stage is in conflict; a supervisor decides it first",
+                    code: "stage.conflict")
             }
             if case .string(let value)? = register.value { current = value }
         }
-        guard current != target else { throw Refusal(kind: .conflict, message: "the case is at \(target) already") }
+        guard current != target else {
+            throw Refusal(kind: .conflict, message: "the case is at \(target) already", code: "stage.same")
+        }
         let why = reason?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
         if target == "closed", why == nil {
             let active = snapshot.fields.contains { key, state in
@@ -79,11 +83,12 @@ extension CaseOperations {
             }
             if active {
                 throw Refusal(
-                    kind: .invalid, message: "a service is still active: give a reason to close the case anyway")
+                    kind: .invalid, message: "a service is still active: give a reason to close the case anyway",
+                    code: "stage.activeService")
             }
         }
         if current == "closed", target != "follow-up", why == nil {
-            throw Refusal(kind: .invalid, message: "reopening a closed case needs a reason")
+            throw Refusal(kind: .invalid, message: "reopening a closed case needs a reason", code: "stage.reopen")
         }
         let event = StageEvent(from: current, to: target, by: account, reason: why, atMillis: 0)
         return [.assign(CaseWorkflow.stage, .string(target)), .append(CaseWorkflow.stageEvents, event.text)]

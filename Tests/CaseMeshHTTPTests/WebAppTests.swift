@@ -93,3 +93,14 @@ struct SignedNoteTests {
         #expect(WebApp.signed("본문\n— " + String(repeating: "가", count: 200)).account == nil)
     }
 }
+
+@Suite("Web app: refusals in the user's language")
+struct RefusalWordsTests {
+    @Test("Every workflow refusal has its words in both catalogues")
+    func refusals() {
+        for code in ["stage.unknown", "stage.conflict", "stage.same", "stage.activeService", "stage.reopen"] {
+            #expect(WebCatalogue.korean.strings["refusal_\(code)"] != nil, "ko: \(code)")
+            #expect(WebCatalogue.english.strings["refusal_\(code)"] != nil, "en: \(code)")
+        }
+    }
+}

@@ -122,7 +122,7 @@ struct WebApp: Sendable {
                 case .notFound: .notFound
                 case .conflict: .conflict
                 }
-            return errorPage(call, status, refusal.message)
+            return errorPage(call, status, refusal.code.flatMap { call.t.strings["refusal_\($0)"] } ?? refusal.message)
         } catch {
             api.logger.error("unexpected failure answering a web request", metadata: ["error": "\(type(of: error))"])
             return errorPage(
