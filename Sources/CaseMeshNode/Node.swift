@@ -7,6 +7,7 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import Synchronization
 import X509
 
 /// A running CaseMesh node: accepts sync connections from peers over mutual TLS and
@@ -16,7 +17,16 @@ import X509
 /// listener stops accepting, the sync loop stops dialling, and sessions in flight
 /// end (an interrupted sync resumes from its last durable batch next time).
 public actor Node: Service {
-    public nonisolated let configuration: NodeConfiguration
+    /// How the node runs now: as started, then as the last reload left it (peers,
+    /// files, limits; see ``reload(configuration:)``).
+    public nonisolated var configuration: NodeConfiguration { live.value.withLock { $0 } }
+    private nonisolated let live: ConfigurationBox
+
+    /// The configuration in use, replaced as a whole by a reload.
+    final class ConfigurationBox: Sendable {
+        let value: Mutex<NodeConfiguration>
+        init(_ configuration: NodeConfiguration) { value = Mutex(configuration) }
+    }
     public nonisolated let store: CaseStore
     public nonisolated let transport: SyncTransport
     private nonisolated let logger: Logger
@@ -36,7 +46,7 @@ public actor Node: Service {
         configuration: NodeConfiguration, store: CaseStore, group: any EventLoopGroup, logger: Logger,
         onListening: (@Sendable (Int) -> Void)? = nil
     ) throws {
-        self.configuration = configuration
+        live = ConfigurationBox(configuration)
         self.store = store
         let credentials = try NodeCredentials(
             certificate: configuration.certificate, key: configuration.key, authority: configuration.authority,
@@ -65,29 +75,47 @@ public actor Node: Service {
         self.onListening = onListening
     }
 
-    /// Re-reads the certificate, key, CA and CRL named in the configuration (the
-    /// files an operator replaced to renew them): new connections and new seals use
-    /// them, connections in flight finish with the old ones. A file that does not
-    /// load, a certificate of another replica or one the CA did not sign is refused
-    /// with the reason, and the files in use stay in use.
+    /// Re-reads the certificate, key, CA and CRL (the files an operator replaced to
+    /// renew them) and, given the configuration read again, takes its peers, file
+    /// paths and limits: new connections and new seals use them, connections in
+    /// flight finish with the old ones, the next round dials the new peers. A file
+    /// that does not load, a certificate of another replica or one the CA did not
+    /// sign is refused with the reason, and everything in use stays in use. The
+    /// listen address and the HTTP settings take a restart (said in the answer).
     ///
     /// - Returns: one line for the log and `casemesh reload`.
     @discardableResult
-    public func reload() throws(NodeError) -> String {
+    public func reload(configuration reread: NodeConfiguration? = nil) throws(NodeError) -> String {
         do {
-            return try loadRenewedFiles()
+            return try loadRenewedFiles(reread)
         } catch {
             logger.warning("reload refused", metadata: ["reason": "\(error.message)"])
             throw error
         }
     }
 
-    private func loadRenewedFiles() throws(NodeError) -> String {
+    private func loadRenewedFiles(_ reread: NodeConfiguration?) throws(NodeError) -> String {
+        var next = configuration
+        var notes: [String] = []
+        if let reread {
+            if reread.listenHost != next.listenHost || reread.listenPort != next.listenPort {
+                notes.append("the new listen address takes a restart")
+            }
+            if reread.serveSettings != next.serveSettings { notes.append("the HTTP and admin settings take a restart") }
+            if reread.intervalSeconds != next.intervalSeconds { notes.append("the new interval takes a restart") }
+            next.certificate = reread.certificate
+            next.key = reread.key
+            next.authority = reread.authority
+            next.revocationList = reread.revocationList
+            next.peers = reread.peers
+            next.maximumConnections = reread.maximumConnections
+            next.accessLogRetentionDays = reread.accessLogRetentionDays
+        }
         let credentials: NodeCredentials
         do {
             credentials = try NodeCredentials(
-                certificate: configuration.certificate, key: configuration.key, authority: configuration.authority,
-                revocationList: configuration.revocationList)
+                certificate: next.certificate, key: next.key, authority: next.authority,
+                revocationList: next.revocationList)
         } catch {
             throw NodeError("the new files were refused, the old ones stay in use: \(error.message)")
         }
@@ -97,7 +125,7 @@ public actor Node: Service {
             )
         }
         let verifier = PeerVerifier(credentials: credentials)
-        if let path = configuration.revocationList {
+        if let path = next.revocationList {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw NodeError("cannot read the new CRL \(path): the old files stay in use")
             }
@@ -112,8 +140,11 @@ public actor Node: Service {
         } catch {
             throw NodeError("the new certificate could not be put in use, the old one stays: \(error)")
         }
+        live.value.withLock { $0 = next }
         let days = Int(credentials.certificateNotAfter.timeIntervalSinceNow / 86_400)
-        let line = "reloaded the certificate, key, CA and CRL; the certificate expires in \(days) days"
+        let line =
+            "reloaded the certificate, key, CA and CRL; the certificate expires in \(days) days; "
+            + "\(next.peers.count) peers" + notes.map { "; \($0)" }.joined()
         logger.notice("\(line)")
         warnOfExpiry()
         return line
@@ -163,9 +194,8 @@ public actor Node: Service {
                     await self.listening(on: bound)
                     group.addTask { try await self.accept(listener) }
                 }
-                if !self.configuration.peers.isEmpty {
-                    group.addTask { await self.syncLoop() }
-                }
+                // Also with no peer yet: a reload may add some.
+                group.addTask { await self.syncLoop() }
             }
         }
     }

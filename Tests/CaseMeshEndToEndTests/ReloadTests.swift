@@ -81,4 +81,38 @@ import Testing
             eventually(5) { dong.process.isRunning && dong.log.components(separatedBy: "reload refused").count >= 3 })
         #expect(try sync("mental").status == 0)
     }
+
+    /// A peer added to the configuration file is dialled after a reload, without a
+    /// restart.
+    @Test func aReloadTakesANewPeerFromTheConfigurationFile() throws {
+        let root = Binary.temporaryDirectory("reload-peers")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let tls = consortium.tls
+        let senior = try NodeProcess(consortium.data("senior") + tls["senior"]!, logPath: root + "/senior.log")
+        defer { senior.stop() }
+        let dongFiles = tls["dong"]!
+        func file(_ flag: String) -> String { dongFiles[dongFiles.firstIndex(of: flag)! + 1] }
+        let base =
+            "cert = \(file("--cert"))\nkey = \(file("--key"))\nca = \(file("--ca"))\ncrl = \(file("--crl"))\ninterval = 1\n"
+        let config = root + "/dong.conf"
+        try base.write(toFile: config, atomically: true, encoding: .utf8)
+        let dong = try NodeProcess(["--config", config] + consortium.data("dong"), logPath: root + "/dong.log")
+        defer { dong.stop() }
+        let caseID = try Binary.ok(["case", "open", "--field", "title=reload-peer"] + consortium.data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"]
+                + consortium.data("dong"))
+        try (base + "peer = senior.centre/server=\(senior.address)\n").write(
+            toFile: config, atomically: true, encoding: .utf8)
+        let reloaded = try Binary.run(["reload"] + consortium.data("dong"))
+        #expect(reloaded.status == 0 && reloaded.stdout.contains("1 peers"), "\(reloaded.stdout)\(reloaded.stderr)")
+        #expect(
+            eventually(15) { (try? NetworkTests.show(root + "/senior", caseID)) ?? nil != nil },
+            "the new peer got the case without a restart")
+        // A configuration that does not parse is refused; the node keeps its peers.
+        try "peer = not-a-peer\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let bad = try Binary.run(["reload"] + consortium.data("dong"))
+        #expect(bad.status != 0 && bad.stderr.contains("configuration was refused"), "\(bad.stderr)")
+    }
 }

@@ -4,7 +4,8 @@ import Logging
 
 /// The options `serve` and `sync` share; each may also come from `--config FILE`
 /// (the same keys, `key = value` per line). Flags win over the file.
-struct NodeOptions: ParsableArguments {
+/// Plain values (the flags as parsed): read again by `serve` on SIGHUP.
+struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "The replica's data directory (default ./casemesh-data).") var data: String?
     @Option(
         help:

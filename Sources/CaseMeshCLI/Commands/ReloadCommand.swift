@@ -38,13 +38,22 @@ enum ReloadResult {
 struct ReloadOnHangup: Service {
     let node: Node
     let directory: String
+    /// The configuration read again as at the start (the file, then the flags).
+    let reread: @Sendable () throws -> NodeConfiguration
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in signals {
                 do {
-                    let line = try await node.reload()
+                    let configuration: NodeConfiguration
+                    do { configuration = try reread() } catch {
+                        ReloadResult.write(
+                            directory: directory, ok: false,
+                            message: "the configuration was refused, everything in use stays: \(error)")
+                        continue
+                    }
+                    let line = try await node.reload(configuration: configuration)
                     ReloadResult.write(directory: directory, ok: true, message: line)
                 } catch let error as NodeError {
                     ReloadResult.write(directory: directory, ok: false, message: error.message)
@@ -60,11 +69,12 @@ struct ReloadOnHangup: Service {
 struct ReloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload",
-        abstract: "Make the running serve re-read its certificate, key, CA and CRL (as SIGHUP does).",
+        abstract: "Make the running serve re-read its configuration, certificate, key, CA and CRL (as SIGHUP does).",
         discussion: """
             Sends SIGHUP to the serve that holds --data and waits (up to 10 s) for its answer: new connections \
-            use the new files, connections in flight finish; a file that does not load is refused and the old \
-            ones stay in use (exit status 1). Listen addresses, peers and the HTTP settings take a restart.
+            use the new files and the next round dials the new peers, connections in flight finish; a file that \
+            does not load is refused and the old ones stay in use (exit status 1). The listen address, the interval \
+            and the HTTP settings take a restart.
             """)
 
     @Option(help: "The node's data directory (default ./casemesh-data).") var data = "./casemesh-data"

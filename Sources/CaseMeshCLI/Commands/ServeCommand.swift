@@ -97,7 +97,14 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLIError(message: "\(error)")
         }
-        var services: [any Service] = [service, ReloadOnHangup(node: service, directory: configuration.dataDirectory)]
+        let options = node
+        let (listen, interval) = (self.listen, self.interval)
+        var services: [any Service] = [
+            service,
+            ReloadOnHangup(node: service, directory: configuration.dataDirectory) {
+                try options.configuration(listen: listen, interval: interval)
+            },
+        ]
         service.warnOfExpiry()
         if let http {
             var api: APIConfiguration
