@@ -34,7 +34,7 @@ struct API: Sendable {
         ("GET", "/api/v1/conflicts", .caseworker), ("POST", "/api/v1/cases/{id}/resolve", .supervisor),
         ("POST", "/api/v1/cases/{id}/stage", .caseworker),
         ("POST", "/api/v1/cases/{id}/share", .supervisor), ("POST", "/api/v1/cases/{id}/withdraw", .supervisor),
-        ("GET", "/api/v1/cases/{id}/access-log", .supervisor),
+        ("GET", "/api/v1/cases/{id}/access-log", .supervisor), ("GET", "/api/v1/reports/monthly", .supervisor),
         ("GET", "/api/v1/quarantine", .admin), ("GET", "/api/v1/peers", .admin),
         ("POST", "/api/v1/persons/identify", .caseworker), ("POST", "/api/v1/persons/find", .caseworker),
         ("POST", "/api/v1/intake", nil), ("GET", "/api/v1/changes", .caseworker),
@@ -145,6 +145,14 @@ struct API: Sendable {
             _ = try authenticate(request, .supervisor)
             let entries = try store.accessLog(of: try caseID(context))
             return json(.ok, .object(["entries": .array(entries.map(CaseJSON.access))]))
+        }
+        api.get("reports/monthly") { request, context in
+            _ = try authenticate(request, .supervisor)
+            let month = request.uri.queryParameters.get("month").map { String($0) } ?? ""
+            let report = try withRefusals {
+                try MonthlyReport.build(store: store, month: month, now: UInt64(Date().timeIntervalSince1970 * 1000))
+            }
+            return json(.ok, report.json)
         }
         api.get("quarantine") { request, context in
             _ = try authenticate(request, .admin)

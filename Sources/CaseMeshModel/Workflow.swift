@@ -353,6 +353,9 @@ extension StageEvent {
         return events
     }
 
+    /// Milliseconds since 1970 of an ISO 8601 time with its offset, or nil.
+    public static func isoMillis(_ text: String) -> UInt64? { millis(ofISO: text) }
+
     static func millis(ofISO text: String) -> UInt64? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
