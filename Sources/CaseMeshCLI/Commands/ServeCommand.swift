@@ -27,7 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds between sync rounds with each --peer (default 30, ± 20% jitter).") var interval: Double?
     @Option(
         help:
-            "Also serve the HTTP API (and, later, the web app) on HOST:PORT; plain HTTP only on a loopback address."
+            "Also serve the HTTP API and the case workers' web app on HOST:PORT; plain HTTP only on a loopback address."
     )
     var http: String?
     @Option(help: "The institution's web certificate (PEM) for --http on a non-loopback address.")
