@@ -439,8 +439,11 @@ struct LogPageReader {
             caseID = try CaseID(try caseKey(entry.caseRef))
             caseIDs[entry.caseRef] = caseID
         }
-        return try Change(caseID: caseID, origin: origin, decodingRest: entry.rest)
+        return try Change(caseID: caseID, origin: origin, decodingRest: entry.rest, fieldKeys: fieldKeys)
     }
+
+    /// The field names met in this page's changes, parsed once.
+    private let fieldKeys = FieldKeyCache()
 
     mutating func page(from cursor: UInt64, maxChanges: Int, maxBytes: Int) throws -> LogPage {
         let start = max(1, cursor)

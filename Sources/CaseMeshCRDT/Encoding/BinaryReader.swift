@@ -10,6 +10,10 @@ public struct BinaryReader: ~Copyable {
     /// The longest string or blob accepted (1 MiB).
     public static let maximumLength = 1 << 20
 
+    /// Field names already parsed, for a reader of many changes in a row (a page of
+    /// the change log): the same few dozen names recur in every change.
+    public var fieldKeys: FieldKeyCache?
+
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes
         offset = 0
@@ -101,5 +105,20 @@ public struct BinaryReader: ~Copyable {
 
     public mutating func expectEnd() throws(CRDTError) {
         guard isAtEnd else { throw failure("\(remainingCount) unexpected trailing bytes") }
+    }
+}
+
+/// Parsed field names by their text (see ``BinaryReader/fieldKeys``), at most
+/// 10,000 of them; past that, names are parsed each time.
+public final class FieldKeyCache {
+    private var keys: [String: FieldKey] = [:]
+
+    public init() {}
+
+    func key(_ text: String) throws(CRDTError) -> FieldKey {
+        if let known = keys[text] { return known }
+        let parsed = try FieldKey(parsing: text)
+        if keys.count < 10_000 { keys[text] = parsed }
+        return parsed
     }
 }

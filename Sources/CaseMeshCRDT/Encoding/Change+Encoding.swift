@@ -76,8 +76,11 @@ extension Change {
     /// already known, as a store that keeps the head in columns does.
     ///
     /// - Throws: ``CRDTError`` for anything malformed.
-    public init(caseID: CaseID, origin: ReplicaID, decodingRest bytes: [UInt8]) throws(CRDTError) {
+    public init(
+        caseID: CaseID, origin: ReplicaID, decodingRest bytes: [UInt8], fieldKeys: FieldKeyCache? = nil
+    ) throws(CRDTError) {
         var reader = BinaryReader(bytes)
+        reader.fieldKeys = fieldKeys
         try self.init(caseID: caseID, origin: origin, restFrom: &reader)
         try reader.expectEnd()
     }
@@ -149,7 +152,9 @@ extension FieldOperation {
     init(from reader: inout BinaryReader) throws(CRDTError) {
         let rawTag = try reader.readByte()
         guard let tag = Tag(rawValue: rawTag) else { throw reader.failure("unknown operation tag \(rawTag)") }
-        let field = try FieldKey(parsing: reader.readString())
+        let text = try reader.readString()
+        let field: FieldKey
+        if let cache = reader.fieldKeys { field = try cache.key(text) } else { field = try FieldKey(parsing: text) }
         switch tag {
         case .assign: self = .assign(field, try Value(from: &reader))
         case .insert: self = .insert(field, try reader.readString())
