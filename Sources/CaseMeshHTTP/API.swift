@@ -445,14 +445,43 @@ struct API: Sendable {
                 ]))
         }
         ops.append(.insert(FieldKey(entity: "case", field: "tags"), "intake-new"))
+        // A city-level node routes the report to the dong office covering the
+        // household; one no route names waits in this node's own queue, marked.
+        let own = store.replicaID.institution
+        var routedTo: InstitutionID?
+        if let routing = configuration.intakeRouting {
+            if let dong = body["dong"]?.stringValue, let target = routing.institution(forDong: dong) {
+                if target != own { routedTo = target }
+            } else {
+                ops.append(.insert(FieldKey(entity: "case", field: "tags"), "unrouted"))
+            }
+        }
         var generator = SystemRandomNumberGenerator()
         let record = AccessRecord(
             action: .open, actor: "intake channel \(channel)", purpose: "case-management",
             via: "api POST /intake from \(context.originAddress)")
         let (caseID, opened) = try store.openIntakeCase(
             channel: channel, messageID: messageID, ops: ops, using: &generator, recording: record)
-        var response = json(
-            opened ? .created : .ok, .object(["case": .string(caseID.rawValue), "opened": .bool(opened)]))
+        var answer: [String: JSONValue] = ["case": .string(caseID.rawValue), "opened": .bool(opened)]
+        if let routedTo {
+            // Shared under the statutory basis for discovery; the dong's node gets the
+            // case at its next sync and shows it in its intake queue.
+            let until = Date().addingTimeInterval(365 * 86_400)
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime]
+            if opened {
+                let grant = try CaseOperations.grant(
+                    institutions: [routedTo.rawValue], consent: nil, basis: IntakeRouting.basis,
+                    categories: ["general"], purposes: ["case-management"], until: formatter.string(from: until),
+                    subject: "household", grantor: "subject")
+                try store.share(caseID, grant: grant, allowingNew: [routedTo], recording: record)
+                logger.info(
+                    "intake report routed",
+                    metadata: ["case": "\(caseID)", "to": "\(routedTo)", "channel": "\(channel)"])
+            }
+            answer["routedTo"] = .string(routedTo.rawValue)
+        }
+        var response = json(opened ? .created : .ok, .object(answer))
         response.headers[.location] = "/api/v1/cases/\(caseID)"
         return response
     }

@@ -1,4 +1,5 @@
 public import CaseMeshNode
+public import CaseMeshOperations
 public import CaseMeshStore
 import Foundation
 public import Hummingbird
@@ -31,6 +32,9 @@ public struct APIConfiguration: Sendable {
     /// Where the process's metrics are collected (`serve` bootstraps swift-metrics
     /// with it); `/metrics` serves it. Without it `/metrics` answers 404.
     public var metricsRegistry: PrometheusCollectorRegistry?
+    /// On a city-level node: the dong office each intake report goes to, by the
+    /// household's dong (`serve --intake-routing FILE`).
+    public var intakeRouting: IntakeRouting?
 
     public init(host: String, port: Int, certificatePath: String? = nil, keyPath: String? = nil) {
         self.host = host

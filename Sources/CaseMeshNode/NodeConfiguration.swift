@@ -97,7 +97,7 @@ public struct NodeConfiguration: Sendable {
     /// number secret, logging), kept as given for it: a flag wins over the file.
     public static let serveKeys: Set<String> = [
         "http", "http-cert", "http-key", "http-max-requests", "admin", "resident-number-secret", "log-format",
-        "log-level",
+        "log-level", "intake-routing",
     ]
 
     /// Values of ``serveKeys`` from the configuration file.

@@ -37,6 +37,11 @@ struct ServeCommand: AsyncParsableCommand {
     var httpMaxRequests: Int?
     @Option(help: "The consortium secret file for resident registration numbers (the API's persons/identify and find).")
     var residentNumberSecret: String?
+    @Option(
+        help: ArgumentHelp(
+            "On a city-level node: a JSON file of dongs to the dong offices that cover them; each intake report is "
+                + "shared with the household's dong office under the statutory basis for discovery."))
+    var intakeRouting: String?
 
     @Option(
         help: ArgumentHelp(
@@ -52,6 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
         let httpCert = self.httpCert ?? settings["http-cert"]
         let httpKey = self.httpKey ?? settings["http-key"]
         let residentNumberSecret = self.residentNumberSecret ?? settings["resident-number-secret"]
+        let intakeRouting = self.intakeRouting ?? settings["intake-routing"]
         let admin = self.admin ?? settings["admin"]
         var httpMaxRequests = self.httpMaxRequests
         if httpMaxRequests == nil, let text = settings["http-max-requests"] {
@@ -125,6 +131,11 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             }
             api.metricsRegistry = registry
+            if let intakeRouting {
+                do { api.intakeRouting = try IntakeRouting(file: intakeRouting) } catch {
+                    throw CLIError(message: error.message)
+                }
+            }
             let scheme = api.certificatePath == nil ? "http" : "https"
             let host = api.host.contains(":") ? "[\(api.host)]" : api.host
             let application = try APIServer.application(
