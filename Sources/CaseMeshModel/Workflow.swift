@@ -1,5 +1,5 @@
 public import CaseMeshCRDT
-import Foundation
+public import Foundation
 
 /// A day in Asia/Seoul, where every deadline of a Korean case runs.
 public struct CalendarDay: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -35,7 +35,8 @@ public struct CalendarDay: Hashable, Comparable, Sendable, CustomStringConvertib
         (a.year, a.month, a.day) < (b.year, b.month, b.day)
     }
 
-    static let seoul: Calendar = {
+    /// The Gregorian calendar in Asia/Seoul, where every date of a case is read.
+    public static let seoul: Calendar = {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "Asia/Seoul") ?? TimeZone(secondsFromGMT: 9 * 3600)!
         return calendar
@@ -53,6 +54,14 @@ public struct CalendarDay: Hashable, Comparable, Sendable, CustomStringConvertib
         let next = Self.seoul.date(byAdding: .day, value: 1, to: start) ?? start
         return UInt64(max(0, next.timeIntervalSince1970 * 1000))
     }
+
+    /// The first moment of this day (midnight in Seoul, ms since 1970).
+    public var startMillis: UInt64 {
+        UInt64(max(0, Self.seoul.startOfDay(for: date).timeIntervalSince1970 * 1000))
+    }
+
+    /// The last moment of this day (ms), for showing the day a deadline falls on.
+    public var lastMillis: UInt64 { endMillis > 0 ? endMillis - 1 : 0 }
 
     /// 1 Sunday … 7 Saturday.
     public var weekday: Int { Self.seoul.component(.weekday, from: date) }
@@ -358,9 +367,13 @@ extension StageEvent {
 
     static func millis(ofISO text: String) -> UInt64? {
         let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        guard let date = formatter.date(from: text) else { return nil }
-        return UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        for options: ISO8601DateFormatter.Options in [
+            [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
+        ] {
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
+        }
+        return nil
     }
 }
 

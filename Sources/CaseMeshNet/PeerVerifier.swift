@@ -88,7 +88,11 @@ public struct PeerVerifier: Sendable {
         return replica
     }
 
-    static func loadRevocationList(_ path: String, issuer: Certificate) throws(NetError) -> RevocationList {
+    /// Reads and verifies a CRL file.
+    ///
+    /// - Throws: ``NetError`` `badCredentials` when it cannot be read, or the
+    ///   reason it does not verify under `issuer`.
+    public static func loadRevocationList(_ path: String, issuer: Certificate) throws(NetError) -> RevocationList {
         guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw NetError(code: .badCredentials, message: "cannot read the CRL \(path)")
         }

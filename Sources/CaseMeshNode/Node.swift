@@ -126,10 +126,7 @@ public actor Node: Service {
         }
         let verifier = PeerVerifier(credentials: credentials)
         if let path = next.revocationList {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw NodeError("cannot read the new CRL \(path): the old files stay in use")
-            }
-            do { _ = try RevocationList(pem: text, issuer: credentials.authority) } catch {
+            do { _ = try PeerVerifier.loadRevocationList(path, issuer: credentials.authority) } catch {
                 throw NodeError("the new CRL was refused, the old files stay in use: \(error.message)")
             }
         }

@@ -41,7 +41,7 @@ public struct MonthlyReport: Sendable {
         else { return nil }
         let first = CalendarDay(year: year, month: number, day: 1)
         let next = first.adding(months: 1)
-        return (first.endMillis - 86_400_000, next.endMillis - 86_400_000)
+        return (first.startMillis, next.startMillis)
     }
 
     /// Builds the report from every case this node holds.
@@ -57,9 +57,10 @@ public struct MonthlyReport: Sendable {
         while index < cases.count {
             let page = Array(cases[index..<min(index + 200, cases.count)])
             index += page.count
+            let logs = try store.accessLogs(of: page)
             for snapshot in try store.snapshots(of: page).values {
                 report.add(snapshot, inMonth: inMonth, now: now)
-                for entry in try store.accessLog(of: snapshot.caseID) where inMonth(entry.occurredAtMillis) {
+                for entry in logs[snapshot.caseID] ?? [] where inMonth(entry.occurredAtMillis) {
                     guard entry.node.institution == store.replicaID.institution else { continue }
                     report.accessesByAccount[entry.record.actor, default: [:]][
                         entry.record.action.rawValue, default: 0] +=
@@ -94,7 +95,7 @@ public struct MonthlyReport: Sendable {
         }
         casesByStage[register("stage").map(\.description) ?? "none", default: 0] += 1
         let events = StageEvent.events(in: snapshot.fields)
-        for deadline in DeadlineRules.bundled.deadlines(events, now: now) where inMonth(deadline.due.endMillis - 1) {
+        for deadline in DeadlineRules.bundled.deadlines(events, now: now) where inMonth(deadline.due.lastMillis) {
             switch deadline.status {
             case .met(_, let onTime):
                 if onTime {

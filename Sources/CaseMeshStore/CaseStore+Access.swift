@@ -312,9 +312,25 @@ extension CaseStore {
     ///   node answers only for cases it may see).
     public func accessLog(of caseID: CaseID) throws(StoreError) -> [AccessEntry] {
         _ = try snapshot(of: caseID)
-        guard let companion = try? snapshot(of: Self.accessLogCase(of: caseID)),
-            case .log(let log)? = companion.fields[Self.accessLogField]
-        else { return [] }
+        guard let companion = try? snapshot(of: Self.accessLogCase(of: caseID)) else { return [] }
+        return Self.accessEntries(in: companion)
+    }
+
+    /// The access logs of several cases, read in one transaction (for a report over
+    /// every case); a case with no log here has none in the answer.
+    public func accessLogs(of caseIDs: [CaseID]) throws(StoreError) -> [CaseID: [AccessEntry]] {
+        let companions = try snapshots(of: caseIDs.map(Self.accessLogCase(of:)))
+        var logs: [CaseID: [AccessEntry]] = [:]
+        for caseID in caseIDs {
+            if let companion = companions[Self.accessLogCase(of: caseID)] {
+                logs[caseID] = Self.accessEntries(in: companion)
+            }
+        }
+        return logs
+    }
+
+    static func accessEntries(in companion: CaseSnapshot) -> [AccessEntry] {
+        guard case .log(let log)? = companion.fields[accessLogField] else { return [] }
         let decoder = JSONDecoder()
         return log.visibleEntries.compactMap { entry in
             guard let record = try? decoder.decode(AccessRecord.self, from: Data(entry.text.utf8)) else { return nil }

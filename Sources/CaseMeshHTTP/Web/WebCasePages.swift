@@ -340,7 +340,7 @@ extension WebApp {
                 case .closedBefore: ("closed", t["status_closed_before"])
                 }
             return [
-                "name": t["deadline_\(deadline.name)"], "due": t.date(millis: deadline.due.endMillis - 1),
+                "name": t["deadline_\(deadline.name)"], "due": t.date(millis: deadline.due.lastMillis),
                 "status": status.1, "statusCode": status.0,
             ]
         }

@@ -95,24 +95,12 @@ struct WebCatalogue: Sendable {
         return "\(parts.year ?? 1970). \(parts.month ?? 1). \(parts.day ?? 1)."
     }
 
-    static let seoulCalendar: Calendar = {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "Asia/Seoul") ?? TimeZone(secondsFromGMT: 9 * 3600)!
-        return calendar
-    }()
+    static var seoulCalendar: Calendar { CalendarDay.seoul }
 
     /// Milliseconds since 1970 of a schema `datetime` or `date` text (ISO 8601; a
     /// date alone is midnight in Seoul), or nil.
     static func millis(ofISO text: String) -> UInt64? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
-        let parts = text.split(separator: "-").compactMap { Int($0) }
-        guard parts.count == 3,
-            let date = seoulCalendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2]))
-        else { return nil }
-        return UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        if let moment = StageEvent.isoMillis(text) { return moment }
+        return text.count == 10 ? CalendarDay(text)?.startMillis : nil
     }
 }
