@@ -63,9 +63,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "CaseMeshSync", dependencies: ["CaseMeshCRDT"], swiftSettings: strictSettings),
+        // The production sync driver (the session's store work, signer trust), used
+        // by the node, the tests' pipes and the simulator alike.
+        .target(
+            name: "CaseMeshSyncDriver", dependencies: ["CaseMeshCRDT", "CaseMeshStore", "CaseMeshSync"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "CaseMeshSimulation",
-            dependencies: ["CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync"],
+            dependencies: [
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNet",
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -85,7 +93,7 @@ let package = Package(
         .target(
             name: "CaseMeshNode",
             dependencies: [
-                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNet",
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -135,7 +143,8 @@ let package = Package(
         .target(
             name: "CaseMeshCLI",
             dependencies: [
-                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshNode", "CaseMeshSimulation",
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNode",
+                "CaseMeshSimulation",
                 "CaseMeshHTTP", "CaseMeshOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -187,7 +196,8 @@ let package = Package(
         .testTarget(
             name: "CaseMeshSyncTests",
             dependencies: [
-                "CaseMeshSync", "CaseMeshNode", "CaseMeshStore", "CaseMeshModel", "CaseMeshTestSupport",
+                "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNode", "CaseMeshStore", "CaseMeshModel",
+                "CaseMeshTestSupport",
             ],
             swiftSettings: strictSettings
         ),

@@ -1,6 +1,7 @@
 public import CaseMeshCRDT
 import CaseMeshNet
 public import CaseMeshStore
+public import CaseMeshSyncDriver
 import Foundation
 public import Logging
 import NIOPosix

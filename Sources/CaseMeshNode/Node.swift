@@ -2,6 +2,7 @@ import CaseMeshCRDT
 public import CaseMeshNet
 public import CaseMeshStore
 public import CaseMeshSync
+public import CaseMeshSyncDriver
 public import Foundation
 public import Logging
 public import NIOCore
@@ -299,8 +300,9 @@ public actor Node: Service {
     ) async -> SyncRunner.Outcome {
         let started = ContinuousClock.now
         var runner = SyncRunner(store: store)
-        runner.progress = progress
-        runner.authentication = authentication
+        runner.settings.progress = progress
+        runner.settings.authentication = authentication
+        runner.settings.describe = { NetError.describing($0, address: peer.rawValue, listening: false).message }
         let outcome: SyncRunner.Outcome
         do {
             outcome = try await connection.channel.executeThenClose { inbound, outbound in

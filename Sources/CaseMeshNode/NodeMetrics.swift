@@ -1,5 +1,6 @@
 import CaseMeshCRDT
 import CaseMeshSync
+import CaseMeshSyncDriver
 import Metrics
 
 /// The node's sync metrics, through swift-metrics: `serve` bootstraps a Prometheus

@@ -80,16 +80,24 @@ public struct Scenario: Decodable, Sendable {
 public struct ScenarioRunner {
     public init() {}
 
-    public func run(_ scenario: Scenario, directory: String) throws -> [String] {
+    public func run(_ scenario: Scenario, directory: String) async throws -> [String] {
         var stores: [String: CaseStore] = [:]
+        var ends: [String: SimulatedLink.End] = [:]
         var clocks: [String: SimulatedClock] = [:]
+        let consortium = try SimulatedConsortium(directory: directory + "/ca")
         for name in scenario.institutions {
             let clock = SimulatedClock(start: Simulation.start)
             clocks[name] = clock
             // "dong" is the dong centre's server (dong/node); "dong/laptop-1" one of its laptops.
-            stores[name] = try CaseStore.create(
-                directory: directory + "/" + name.replacingOccurrences(of: "/", with: "__"),
-                replicaID: try ReplicaID(name.contains("/") ? name : "\(name)/node"), clock: clock)
+            let member = try consortium.member(
+                try ReplicaID(name.contains("/") ? name : "\(name)/node"),
+                directory: directory + "/" + name.replacingOccurrences(of: "/", with: "__"), clock: clock)
+            stores[name] = member.store
+            ends[name] = SimulatedLink.End(store: member.store, authentication: member.authentication)
+        }
+        func end(_ name: String) throws -> SimulatedLink.End {
+            guard let end = ends[name] else { throw SimulationError("unknown institution '\(name)'") }
+            return end
         }
         func store(_ name: String?) throws -> CaseStore {
             guard let name, let store = stores[name] else {
@@ -145,12 +153,12 @@ public struct ScenarioRunner {
                         for _ in 0..<4 {
                             for a in online {
                                 for b in online where a < b {
-                                    _ = try SimulatedLink.sync(try store(a), try store(b), cutAfter: nil)
+                                    _ = try await SimulatedLink.sync(try end(a), try end(b), cutAfter: nil)
                                 }
                             }
                         }
                     } else if pair.count == 2, !offline.contains(pair[0]), !offline.contains(pair[1]) {
-                        _ = try SimulatedLink.sync(try store(pair[0]), try store(pair[1]), cutAfter: nil)
+                        _ = try await SimulatedLink.sync(try end(pair[0]), try end(pair[1]), cutAfter: nil)
                     }
                 } else if let names = step.offline {
                     offline.formUnion(names)

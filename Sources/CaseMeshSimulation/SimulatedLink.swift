@@ -1,110 +1,141 @@
 import CaseMeshCRDT
 import CaseMeshStore
 import CaseMeshSync
+import CaseMeshSyncDriver
 
-/// Runs the real sync session logic between two stores in one thread, message by
-/// message, so a run is reproducible from its seed; the connection can be cut after
-/// any message (a dropped connection, a cable pulled).
+/// Runs the production sync driver (``SyncDriver``: sealing, signer checks against
+/// the simulation's CA, the writer policy, paging, acks) between two stores in one
+/// task, message by message, so a run is reproducible from its seed; the connection
+/// can be cut after any message (a dropped connection, a cable pulled).
 struct SimulatedLink {
     struct Result {
         var finished: Bool
         var changesMoved: Int
+        /// Changes either side refused, with why.
+        var refused: [String]
+    }
+
+    /// One end of the link: a store and how its node signs and verifies.
+    struct End {
+        var store: CaseStore
+        var authentication: SyncDriver.Authentication?
+    }
+
+    /// How a hostile relay (`a`) falsifies a change it serves.
+    enum Tamper {
+        /// Changes what the change says; its origin's seal no longer matches.
+        case alter
+        /// Covers the change with a seal the relay made itself.
+        case resign
     }
 
     /// Syncs `a` and `b`; with `cutAfter`, the connection breaks after that many messages.
     ///
-    /// - Parameter purging: whether both then purge what their institutions may no
-    ///   longer hold, as every node does after a session.
-    static func sync(_ a: CaseStore, _ b: CaseStore, cutAfter: Int?, purging: Bool = true) throws -> Result {
-        var sideA = try Side(store: a, peer: b.replicaID)
-        var sideB = try Side(store: b, peer: a.replicaID)
-        var toA: [SyncMessage] = []
-        var toB: [SyncMessage] = []
+    /// - Parameters:
+    ///   - purging: whether both then purge what their institutions may no longer
+    ///     hold, as every node does after a session.
+    ///   - tamper: how `a` falsifies the first change of another origin it serves.
+    ///   - onDelivered: called with the count after each message delivered (to edit
+    ///     a store while its node serves).
+    static func sync(
+        _ a: End, _ b: End, cutAfter: Int?, purging: Bool = true, tamper: Tamper? = nil,
+        onDelivered: (Int) throws -> Void = { _ in }
+    ) async throws -> Result {
+        var tamper = tamper
+        func settings(_ end: End) -> SyncDriver.Settings {
+            var settings = SyncDriver.Settings()
+            // Small pages, so paging, windows and acks are exercised on small logs.
+            settings.pageChanges = 7
+            settings.authentication = end.authentication
+            return settings
+        }
+        var drivers = [
+            SyncDriver(store: a.store, peer: b.store.replicaID, settings: settings(a)),
+            SyncDriver(store: b.store, peer: a.store.replicaID, settings: settings(b)),
+        ]
+        // inbox[i]: messages on their way to driver i, in order.
+        var inbox: [[SyncMessage]] = [[], []]
+        var outcomes: [SyncDriver.Outcome?] = [nil, nil]
         var delivered = 0
-        try sideA.perform(sideA.session.start(), outbox: &toB)
-        try sideB.perform(sideB.session.start(), outbox: &toA)
-        while !(sideA.session.isEnded && sideB.session.isEnded) {
-            if let cutAfter, delivered >= cutAfter {
-                try sideA.perform(sideA.session.connectionLost("cut"), outbox: &toB)
-                try sideB.perform(sideB.session.connectionLost("cut"), outbox: &toA)
-                break
-            }
-            if !toB.isEmpty {
-                let message = toB.removeFirst()
-                delivered += 1
-                try sideB.perform(sideB.session.receive(message), outbox: &toA)
-            } else if !toA.isEmpty {
-                let message = toA.removeFirst()
-                delivered += 1
-                try sideA.perform(sideA.session.receive(message), outbox: &toB)
-            } else {
-                // Nothing in flight and not ended: a stuck protocol.
-                throw SimulationError("sync between \(a.replicaID) and \(b.replicaID) stalled")
-            }
-        }
-        // As a node does after every session: what the peer now holds of this log,
-        // then the need-to-know pass (a withdrawal that arrived, own edits gone out).
-        for side in [sideA, sideB] {
-            var delivered = OwnChangesSent()
-            for page in side.ownSent where page.nextCursor <= side.session.summary.peerHolds {
-                delivered.formUnion(page.own)
-            }
-            try side.store.recordDelivered(delivered)
-        }
-        if purging {
-            try a.purgeUnentitledCases()
-            try b.purgeUnentitledCases()
-        }
-        return Result(
-            finished: sideA.finished && sideB.finished,
-            changesMoved: sideA.session.summary.changesApplied + sideB.session.summary.changesApplied)
-    }
-
-    private struct Side {
-        let store: CaseStore
-        let peer: ReplicaID
-        var session: SyncSession
-        var finished = false
-        var holding = false
-        /// Pages sent that carried this store's own changes, with where each ends.
-        var ownSent: [(nextCursor: UInt64, own: OwnChangesSent)] = []
-
-        init(store: CaseStore, peer: ReplicaID) throws {
-            self.store = store
-            self.peer = peer
-            let cursor = try store.pullCursor(for: peer)
-            session = SyncSession(
-                configuration: .init(schemaVersion: UInt64(store.schema.version)),
-                local: .init(replica: store.replicaID, logIdentity: try store.logIdentity()), peer: peer,
-                pullFrom: .init(logIdentity: cursor.logIdentity, cursor: cursor.cursor))
-        }
-
-        /// Performs the actions and those they lead to; messages to send go to `outbox`.
-        mutating func perform(_ actions: [SyncSession.Action], outbox: inout [SyncMessage]) throws {
-            var queue = actions
-            while !queue.isEmpty {
-                switch queue.removeFirst() {
-                case .send(let message):
-                    outbox.append(message)
-                case .loadPage(let cursor):
-                    let page = try store.logPage(from: cursor, for: peer.institution, maxChanges: 7)
-                    if !page.ownChangesSent.isEmpty { ownSent.append((page.nextCursor, page.ownChangesSent)) }
-                    queue += session.pageLoaded(
-                        .init(changes: page.changes, nextCursor: page.nextCursor, isFinal: page.isFinal))
-                case .applyBatch(let batch):
-                    let report = try store.applyPulled(
-                        batch.changes, from: peer, logIdentity: batch.logIdentity, nextCursor: batch.nextCursor,
-                        checkpoint: batch.isFinal, holdCursor: holding)
-                    holding = holding || report.cursorHeld
-                    queue += session.batchApplied(
-                        report.applied, durableCursor: report.cursorHeld ? report.durableCursor : nil)
-                case .finish:
-                    finished = true
-                case .fail:
-                    finished = false
+        /// Lets driver `i` work until it waits for a message or ends; what it sends
+        /// goes to the other's inbox (or nowhere, once the other has closed).
+        func pump(_ i: Int) async {
+            while outcomes[i] == nil {
+                switch await drivers[i].next() {
+                case .send(var message):
+                    if i == 0, let how = tamper, case .batch(var batch) = message,
+                        let falsified = Self.falsify(&batch, how, relay: a.store.replicaID)
+                    {
+                        message = .batch(batch)
+                        tamper = falsified ? nil : tamper
+                    }
+                    if outcomes[1 - i] == nil { inbox[1 - i].append(message) }
+                case .awaitMessage:
+                    return
+                case .ended(let outcome):
+                    outcomes[i] = outcome
                 }
             }
         }
+        await pump(0)
+        await pump(1)
+        while outcomes.contains(where: { $0 == nil }) {
+            if let cutAfter, delivered >= cutAfter {
+                for i in 0..<2 where outcomes[i] == nil {
+                    drivers[i].connectionLost("cut")
+                    await pump(i)
+                }
+                break
+            }
+            // B's inbox first, then A's: one fixed interleaving per seed.
+            if let i = [1, 0].first(where: { outcomes[$0] == nil && !inbox[$0].isEmpty }) {
+                let message = inbox[i].removeFirst()
+                delivered += 1
+                drivers[i].receive(message)
+                try onDelivered(delivered)
+                await pump(i)
+            } else if let waiting = (0..<2).first(where: { outcomes[$0] == nil }), outcomes[1 - waiting] != nil {
+                // The other side ended and closed the connection.
+                drivers[waiting].connectionLost("the peer closed the connection")
+                await pump(waiting)
+            } else {
+                // Both wait and nothing is in flight: a stuck protocol.
+                throw SimulationError("sync between \(a.store.replicaID) and \(b.store.replicaID) stalled")
+            }
+        }
+        if purging {
+            try a.store.purgeUnentitledCases()
+            try b.store.purgeUnentitledCases()
+        }
+        let ended = outcomes.compactMap { $0 }
+        return Result(
+            finished: ended.allSatisfy { $0.error == nil },
+            changesMoved: ended.map(\.summary.changesApplied).reduce(0, +),
+            refused: ended.flatMap(\.refused))
+    }
+}
+
+extension SimulatedLink {
+    /// Falsifies the first change in `batch` that `relay` did not write.
+    ///
+    /// - Returns: whether a change was falsified (`nil`: none to falsify).
+    static func falsify(_ batch: inout SyncMessage.Batch, _ how: Tamper, relay: ReplicaID) -> Bool? {
+        guard let index = batch.changes.indices.first(where: { batch.changes[$0].origin != relay }) else {
+            return nil
+        }
+        switch how {
+        case .alter:
+            // The note a case worker wrote now says something else.
+            batch.changes[index].ops.append(.append(FieldKey(entity: "case", field: "notes"), "falsified by \(relay)"))
+        case .resign:
+            // The relay's own seal, valid, over another origin's change.
+            guard let own = batch.seals.firstIndex(where: { $0.origin == relay }),
+                batch.leaves.indices.contains(index)
+            else { return nil }
+            batch.changes[index].ops.append(.append(FieldKey(entity: "case", field: "notes"), "re-signed by \(relay)"))
+            batch.leaves[index] = SealLeaf(seal: own, leaf: 0)
+        }
+        return true
     }
 }
 

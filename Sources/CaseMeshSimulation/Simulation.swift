@@ -1,6 +1,7 @@
 import CaseMeshCRDT
 import CaseMeshModel
 import CaseMeshStore
+import CaseMeshSyncDriver
 import Foundation
 
 /// What a simulation may do to the replicas and the network.
@@ -19,6 +20,12 @@ public enum SimulationFault: String, CaseIterable, Sendable {
     case skew
     /// Add and remove participating institutions.
     case membership
+    /// Edit cases through a replica's store while its node serves a sync.
+    case servingEdits = "serving-edits"
+    /// A relay alters a change it passes on, or covers it with its own seal.
+    case tamper
+    /// Revoke a replica's certificate mid-run (a stolen laptop).
+    case revoke
 }
 
 /// One simulated run's parameters; the seed decides everything else.
@@ -39,12 +46,19 @@ public struct SimulationReport: Sendable {
     public var changes = 0
     public var syncs = 0
     public var conflicts = 0
+    /// Changes held back at quiescence for a permanent, reported cause (the seals of
+    /// a revoked replica, and what waits on them).
+    public var heldBack = 0
     public var violations: [String] = []
 }
 
 /// A deterministic simulation of several institutions' replicas: each has its own
-/// real SQLite store in a temporary directory and runs the real sync session logic;
-/// the network, the clocks and the faults are driven by a seeded generator. At the
+/// real SQLite store in a temporary directory, its own certificate from the run's
+/// consortium CA (``EphemeralAuthority``, with a real signed CRL) and runs the
+/// production sync driver, which seals, verifies signers and checks writers as a
+/// node does; the network, the clocks and the faults are driven by a seeded
+/// generator. (Keys and ECDSA signatures are random, so seal bytes differ between
+/// runs of one seed; nothing the driver decides depends on them.) At the
 /// end every fault is healed, a full sync runs to quiescence and every property of
 /// the Architecture article (CaseMeshNode.docc) that can be checked from outside is checked.
 public final class Simulation {
@@ -52,6 +66,10 @@ public final class Simulation {
     let directory: String
     var generator: SeededGenerator
     var stores: [CaseStore] = []
+    /// How each replica's node signs its seals and verifies others' certificates.
+    var authentications: [SyncDriver.Authentication] = []
+    var certificatePaths: [String] = []
+    let consortium: SimulatedConsortium
     var clocks: [SimulatedClock] = []
     var institutions: [String] = []
     var caseIDs: [CaseID] = []
@@ -60,6 +78,10 @@ public final class Simulation {
     /// Institutions ever added as participants, per case.
     var everParticipants: [CaseID: Set<String>] = [:]
     var partition: [Int: Int] = [:]
+    /// The replica whose certificate was revoked, if one was.
+    var revoked: Int?
+    /// What the revoked replica wrote after its revocation (accepted nowhere).
+    var writtenAfterRevocation: [Change] = []
     var report: SimulationReport
     static let start: UInt64 = 1_763_856_000_000
 
@@ -68,13 +90,22 @@ public final class Simulation {
         self.directory = directory
         generator = SeededGenerator(seed: configuration.seed)
         report = SimulationReport(seed: configuration.seed)
+        consortium = try SimulatedConsortium(directory: directory + "/ca")
         for index in 0..<configuration.replicas {
             let clock = SimulatedClock(start: Self.start)
             let replica = try ReplicaID("inst\(index).centre/node")
             institutions.append(replica.institution.rawValue)
             clocks.append(clock)
-            stores.append(try CaseStore.create(directory: directory + "/r\(index)", replicaID: replica, clock: clock))
+            let member = try consortium.member(replica, directory: directory + "/r\(index)", clock: clock)
+            stores.append(member.store)
+            certificatePaths.append(member.certificatePath)
+            authentications.append(member.authentication)
         }
+    }
+
+    /// Replica `index` as one end of a simulated connection.
+    func end(_ index: Int) -> SimulatedLink.End {
+        SimulatedLink.End(store: stores[index], authentication: authentications[index])
     }
 
     func has(_ fault: SimulationFault) -> Bool { configuration.faults.contains(fault) }
@@ -87,26 +118,26 @@ public final class Simulation {
     public private(set) var trace: [SimulationStep] = []
 
     /// Runs the steps, heals, syncs to quiescence and checks.
-    public func run() throws -> SimulationReport {
+    public func run() async throws -> SimulationReport {
         for _ in 0..<configuration.steps {
-            for step in try nextSteps() { try execute(step) }
+            for step in try nextSteps() { try await execute(step) }
             report.steps += 1
         }
-        return try finish()
+        return try await finish()
     }
 
     /// Runs the given steps instead of generated ones (a trace), then heals and checks.
-    public func replay(_ steps: [SimulationStep]) throws -> SimulationReport {
+    public func replay(_ steps: [SimulationStep]) async throws -> SimulationReport {
         for step in steps {
-            try execute(step)
+            try await execute(step)
             report.steps += 1
         }
-        return try finish()
+        return try await finish()
     }
 
-    private func finish() throws -> SimulationReport {
-        try quiesce()
-        try check()
+    private func finish() async throws -> SimulationReport {
+        try await quiesce()
+        try await check()
         report.changes = acknowledged.count
         return report
     }
@@ -142,6 +173,17 @@ public final class Simulation {
                 source: replica, target: other, take: Int.random(in: 1...size, using: &generator),
                 repeats: (0..<size).map { _ in has(.duplicate) && chance(30) }, order: order,
                 batch: Int.random(in: 1...8, using: &generator))
+        case 52..<58 where has(.servingEdits):
+            if let caseIndex = try participatingCase(replica) {
+                step = .syncWhileEditing(
+                    a: chance(50) ? replica : other, b: chance(50) ? other : replica,
+                    after: Int.random(in: 0..<10, using: &generator), editor: 0, caseIndex: caseIndex,
+                    operations: randomEdits())
+            }
+        case 58..<62 where has(.tamper):
+            step = .relaySync(a: replica, b: other, resign: chance(50))
+        case 95..<97 where has(.revoke) && revoked == nil && stores.count > 2:
+            step = .revoke(replica: replica)
         case 82..<87 where has(.partition):
             step = .partition(groups: partition.isEmpty ? stores.indices.map { _ in chance(50) ? 1 : 0 } : [])
         case 87..<92 where has(.crash):
@@ -169,7 +211,7 @@ public final class Simulation {
     }
 
     /// Carries out one step; a step that no longer applies does nothing.
-    func execute(_ step: SimulationStep) throws {
+    func execute(_ step: SimulationStep) async throws {
         trace.append(step)
         let count = stores.count
         func valid(_ indices: Int...) -> Bool { indices.allSatisfy { (0..<count).contains($0) } }
@@ -193,17 +235,7 @@ public final class Simulation {
             }
         case .edit(let replica, let caseIndex, let operations):
             guard valid(replica), caseIDs.indices.contains(caseIndex) else { return }
-            let ops: [FieldOperation] = operations.map { edit in
-                switch edit.kind {
-                case "riskLevel", "stage": .assign(FieldKey(entity: "case", field: edit.kind), .string(edit.argument))
-                case "tag+": .insert(FieldKey(entity: "case", field: "tags"), edit.argument)
-                case "tag-": .remove(FieldKey(entity: "case", field: "tags"), edit.argument)
-                case "household.size":
-                    .assign(FieldKey(entity: "household", field: "size"), .integer(Int64(edit.argument) ?? 1))
-                default: .append(FieldKey(entity: "case", field: "notes"), edit.argument)
-                }
-            }
-            try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
+            try edit(replica, caseIndex, operations)
         case .membership(let replica, let caseIndex, let institution, let add):
             guard valid(replica, institution), caseIDs.indices.contains(caseIndex), add || institution != replica else {
                 return
@@ -223,38 +255,64 @@ public final class Simulation {
             try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
         case .sync(let a, let b, let cutAfter):
             guard valid(a, b), a != b, connected(a, b) else { return }
-            _ = try SimulatedLink.sync(stores[a], stores[b], cutAfter: cutAfter)
+            _ = try await SimulatedLink.sync(end(a), end(b), cutAfter: cutAfter)
             report.syncs += 1
-        case .bundle(let source, let target, let take, let repeats, let order, let batch):
-            guard valid(source, target), source != target, connected(source, target) else { return }
-            let institution = try InstitutionID(institutions[target])
-            let held = try stores[source].encodedChanges(for: institution).map { try Change(decoding: $0) }
-            guard !held.isEmpty else { return }
-            let chosen = Array(held.suffix(min(max(1, take), held.count)))
-            var delivered: [Change] = []
-            for position in order where chosen.indices.contains(position) {
-                delivered.append(chosen[position])
-                if repeats.indices.contains(position) && repeats[position] { delivered.append(chosen[position]) }
+        case .syncWhileEditing(let a, let b, let after, let editor, let caseIndex, let operations):
+            guard valid(a, b), a != b, connected(a, b), caseIDs.indices.contains(caseIndex) else { return }
+            let writer = editor == 0 ? a : b
+            _ = try await SimulatedLink.sync(end(a), end(b), cutAfter: nil) { delivered in
+                if delivered == after { try self.edit(writer, caseIndex, operations) }
             }
-            _ = try stores[target].apply(delivered, batchSize: max(1, batch))
-            // As `changes import` does: the bundle may end the target's right to a case.
-            try stores[target].purgeUnentitledCases()
+            report.syncs += 1
+        case .relaySync(let a, let b, let resign):
+            guard valid(a, b), a != b, connected(a, b) else { return }
+            _ = try await SimulatedLink.sync(end(a), end(b), cutAfter: nil, tamper: resign ? .resign : .alter)
+            report.syncs += 1
+        case .revoke(let replica):
+            guard valid(replica), revoked == nil else { return }
+            try consortium.authority.revoke(certificateAt: certificatePaths[replica])
+            revoked = replica
+        case .bundle(let source, let target, let take, let repeats, let order, let batch):
+            // A bundle is a file carried by hand: a revoked laptop can still make one
+            // (and every importer refuses its seals), but is given none.
+            guard valid(source, target), source != target,
+                partition[source, default: 0] == partition[target, default: 0],
+                revoked != target
+            else { return }
+            try await deliverBundle(
+                from: source, to: target, take: take, repeats: repeats, order: order, batch: batch)
         case .partition(let groups):
             partition.removeAll()
             for (index, group) in groups.enumerated() where valid(index) { partition[index] = group }
         case .crash(let replica):
             guard valid(replica) else { return }
-            try crash(replica)
+            try await crash(replica)
         case .skew(let replica, let milliseconds):
             guard valid(replica) else { return }
             clocks[replica].setSkew(milliseconds)
         }
     }
 
+    /// A replica's edit of a case it takes part in, as its user would make it.
+    func edit(_ replica: Int, _ caseIndex: Int, _ operations: [SimulationStep.Edit]) throws {
+        let ops: [FieldOperation] = operations.map { edit in
+            switch edit.kind {
+            case "riskLevel", "stage": .assign(FieldKey(entity: "case", field: edit.kind), .string(edit.argument))
+            case "tag+": .insert(FieldKey(entity: "case", field: "tags"), edit.argument)
+            case "tag-": .remove(FieldKey(entity: "case", field: "tags"), edit.argument)
+            case "household.size":
+                .assign(FieldKey(entity: "household", field: "size"), .integer(Int64(edit.argument) ?? 1))
+            default: .append(FieldKey(entity: "case", field: "notes"), edit.argument)
+            }
+        }
+        try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
+    }
+
     private func commit(_ replica: Int, _ body: (CaseStore) throws -> Change) throws {
         do {
             let change = try body(stores[replica])
             acknowledged.append(change)
+            if replica == revoked { writtenAfterRevocation.append(change) }
             for case .insert(let field, let element) in change.ops where field == Self.participants {
                 everParticipants[change.caseID, default: []].insert(element)
             }
@@ -280,17 +338,31 @@ public final class Simulation {
         return caseIDs.firstIndex(of: pick(held).caseID)
     }
 
-    private func connected(_ a: Int, _ b: Int) -> Bool { partition[a, default: 0] == partition[b, default: 0] }
+    /// Whether two replicas can sync: the same side of a partition, and neither
+    /// revoked (its certificate no longer passes the TLS handshake).
+    private func connected(_ a: Int, _ b: Int) -> Bool {
+        partition[a, default: 0] == partition[b, default: 0] && revoked != a && revoked != b
+    }
 
     /// Restarts a replica: it first logs a batch from a peer without checkpointing,
     /// as if killed right after, then reopens its store with a cold cache.
-    private func crash(_ replica: Int) throws {
+    private func crash(_ replica: Int) async throws {
         let peer = (replica + 1) % stores.count
         if connected(replica, peer) {
-            let page = try stores[peer].logPage(from: 1, for: try InstitutionID(institutions[replica]))
+            // A page as the peer's driver would serve it, sealed, checked as the
+            // replica's driver would check it.
+            try stores[peer].sealOwnChanges(sign: authentications[peer].sign)
+            let page = try stores[peer].logPage(
+                from: 1, for: try InstitutionID(institutions[replica]), sealedOnly: true)
+            let verdict = try await SignerTrust.check(
+                store: stores[replica], offered: page.certificates, signers: Set(page.seals.map(\.origin)),
+                verify: authentications[replica].verifyCertificate)
             _ = try stores[replica].applyPulled(
                 page.changes, from: stores[peer].replicaID, logIdentity: "crash-\(report.steps)", nextCursor: 1,
-                checkpoint: false)
+                checkpoint: false,
+                authentication: PulledSeals(
+                    leaves: page.leaves, seals: page.seals, certificates: page.certificates,
+                    distrusted: verdict.distrusted))
         }
         let before = try snapshots(ofAll: replica)
         stores[replica] = try CaseStore.open(directory: directory + "/r\(replica)", clock: clocks[replica])
@@ -300,7 +372,7 @@ public final class Simulation {
     }
 
     /// Heals every fault and syncs every pair until a round moves nothing.
-    private func quiesce() throws {
+    private func quiesce() async throws {
         partition.removeAll()
         for clock in clocks {
             clock.setSkew(0)
@@ -311,8 +383,8 @@ public final class Simulation {
         for round in 0..<12 {
             var moved = 0
             for a in stores.indices {
-                for b in stores.indices where a < b {
-                    let result = try SimulatedLink.sync(stores[a], stores[b], cutAfter: nil)
+                for b in stores.indices where a < b && connected(a, b) {
+                    let result = try await SimulatedLink.sync(end(a), end(b), cutAfter: nil)
                     report.syncs += 1
                     moved += result.changesMoved
                     if !result.finished { report.violations.append("final sync \(a)–\(b) did not finish") }
@@ -321,5 +393,40 @@ public final class Simulation {
             if moved == 0 && round > 0 { return }
         }
         report.violations.append("no quiescence after 12 full rounds")
+    }
+}
+
+extension Simulation {
+    /// Delivers what the source holds for the target's institution as a sealed
+    /// bundle, the way `changes export` and `changes import --ca` do: the last
+    /// `take` changes, each repeated if its bit in `repeats` is set, in the order
+    /// given by `order`, applied `batch` at a time.
+    func deliverBundle(from source: Int, to target: Int, take: Int, repeats: [Bool], order: [Int], batch: Int)
+        async throws
+    {
+        try stores[source].sealOwnChanges(sign: authentications[source].sign)
+        let page = try stores[source].exportPage(for: try InstitutionID(institutions[target]))
+        guard !page.changes.isEmpty else { return }
+        let chosen = Array(page.changes.indices.suffix(min(max(1, take), page.changes.count)))
+        var delivered: [(change: Change, body: [UInt8])] = []
+        var leaves: [SealLeaf?] = []
+        for position in order where chosen.indices.contains(position) {
+            let index = chosen[position]
+            let copies = repeats.indices.contains(position) && repeats[position] ? 2 : 1
+            for _ in 0..<copies {
+                delivered.append((page.changes[index], page.changes[index].encoded()))
+                leaves.append(page.leaves.indices.contains(index) ? page.leaves[index] : nil)
+            }
+        }
+        let verdict = try await SignerTrust.check(
+            store: stores[target], offered: page.certificates, signers: Set(page.seals.map(\.origin)),
+            verify: authentications[target].verifyCertificate)
+        _ = try stores[target].apply(
+            delivered, batchSize: max(1, batch),
+            authentication: BundleSeals(
+                leaves: leaves, seals: page.seals, sender: stores[source].replicaID, certificates: page.certificates,
+                distrusted: verdict.distrusted))
+        // As `changes import` does: the bundle may end the target's right to a case.
+        try stores[target].purgeUnentitledCases()
     }
 }

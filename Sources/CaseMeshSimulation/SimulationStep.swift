@@ -25,6 +25,17 @@ public enum SimulationStep: Codable, Hashable, Sendable {
     case crash(replica: Int)
     /// A replica's clock runs this many milliseconds ahead (0 fixes it).
     case skew(replica: Int, milliseconds: Int64)
+    /// Two replicas sync and, after `after` messages, `editor` (0: `a`, 1: `b`)
+    /// edits a case through its store while its node serves (as `casemesh case note`
+    /// beside a running `serve`).
+    case syncWhileEditing(a: Int, b: Int, after: Int, editor: Int, caseIndex: Int, operations: [Edit])
+    /// `a` syncs with `b` as a hostile relay: in the first batch it serves that
+    /// carries a change another replica wrote, it alters the change (`resign`:
+    /// covers it with a seal of its own instead).
+    case relaySync(a: Int, b: Int, resign: Bool)
+    /// The consortium CA revokes a replica's certificate (a stolen laptop): no node
+    /// accepts its connections or its seals from then on; it goes on writing.
+    case revoke(replica: Int)
 
     /// One field write of an edit.
     public struct Edit: Codable, Hashable, Sendable {

@@ -33,10 +33,10 @@ extension Simulation {
     /// Runs `steps` on fresh replicas and returns what the checks found.
     public static func replay(
         _ steps: [SimulationStep], configuration: SimulationConfiguration
-    ) throws -> SimulationReport {
+    ) async throws -> SimulationReport {
         let directory = NSTemporaryDirectory() + "casemesh-replay-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        return try Simulation(configuration: configuration, directory: directory).replay(steps)
+        return try await Simulation(configuration: configuration, directory: directory).replay(steps)
     }
 
     /// The smallest sequence of steps found that still violates a property: removes
@@ -44,7 +44,7 @@ extension Simulation {
     /// debugging), within `attempts` replays.
     public static func shrink(
         _ steps: [SimulationStep], configuration: SimulationConfiguration, attempts: Int = 300
-    ) throws -> [SimulationStep] {
+    ) async throws -> [SimulationStep] {
         var current = steps
         var chunk = max(1, current.count / 2)
         var tries = 0
@@ -55,7 +55,7 @@ extension Simulation {
                 var candidate = current
                 candidate.removeSubrange(index..<min(index + chunk, candidate.count))
                 tries += 1
-                if !(try replay(candidate, configuration: configuration)).violations.isEmpty {
+                if !(try await replay(candidate, configuration: configuration)).violations.isEmpty {
                     current = candidate
                     removedAny = true
                 } else {

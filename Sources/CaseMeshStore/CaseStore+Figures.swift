@@ -1,3 +1,4 @@
+public import CaseMeshCRDT
 import Foundation
 import GRDB
 
@@ -60,6 +61,23 @@ extension CaseStore {
             return true
         } catch {
             return false
+        }
+    }
+}
+
+extension CaseStore {
+    /// The changes of a case that wait for their causal dependencies, by dot (for
+    /// `check` and the harness: what waits, and for whom).
+    public func pendingDots(of caseID: CaseID) throws(StoreError) -> Set<Dot> {
+        try read { db in
+            var dots: Set<Dot> = []
+            for row in try Row.fetchAll(
+                db, sql: "SELECT origin, seq FROM pendingChange WHERE caseKey = ?", arguments: [caseID.rawValue])
+            {
+                guard let origin = try? ReplicaID(row[0] as String) else { continue }
+                dots.insert(Dot(origin: origin, seq: UInt64(clamping: row[1] as Int64)))
+            }
+            return dots
         }
     }
 }

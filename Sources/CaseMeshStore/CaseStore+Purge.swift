@@ -54,6 +54,16 @@ extension CaseStore {
                             try db.execute(
                                 sql: "DELETE FROM \(table) WHERE caseKey = ?", arguments: [item.caseID.rawValue])
                         }
+                        // What was kept aside of the case goes too (a refused change
+                        // carries the household's data); the entry stays as a record of
+                        // the refusal, closed, without the body.
+                        try db.execute(
+                            sql: """
+                                UPDATE quarantine SET body = x'', sealRef = NULL, resolvedAt = COALESCE(resolvedAt, ?),
+                                    reason = reason || ' (the case was purged here; its body erased)'
+                                WHERE caseKey = ?
+                                """,
+                            arguments: [Int64(now), item.caseID.rawValue])
                         let version =
                             try Data.fetchOne(
                                 db, sql: "SELECT version FROM caseRecord WHERE id = ?", arguments: [item.caseRef])

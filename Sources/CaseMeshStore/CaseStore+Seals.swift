@@ -275,7 +275,10 @@ extension CaseStore {
     /// signer (after its certificate was verified and trusted, see
     /// ``trustSigner(_:publicKey:certificate:)``): what verifies now applies, the
     /// rest stays quarantined with its reason brought up to date.
-    public func retryQuarantined() throws(StoreError) -> ApplyReport {
+    ///
+    /// - Parameter distrusted: signers whose recorded certificate no longer
+    ///   verifies (revoked, expired), with why: their seals stay refused.
+    public func retryQuarantined(distrusted: [ReplicaID: String] = [:]) throws(StoreError) -> ApplyReport {
         struct Kept: Sendable {
             var change: Change
             var body: [UInt8]
@@ -330,7 +333,7 @@ extension CaseStore {
             }
             let report = try apply(
                 group.map { ($0.change, $0.body) },
-                authentication: BundleSeals(leaves: leaves, seals: batchSeals, sender: sender))
+                authentication: BundleSeals(leaves: leaves, seals: batchSeals, sender: sender, distrusted: distrusted))
             total.add(report)
         }
         return total
@@ -371,7 +374,7 @@ extension ApplySession {
             // on, whatever it sealed and whenever it says it wrote it: a stolen laptop
             // can claim any time.
             let refusal =
-                try distrusted[seal.origin].map { "the certificate of \(seal.origin) no longer verifies: \($0)" }
+                try distrusted[seal.origin].map { "\(Self.revokedSigner) \(seal.origin) no longer verifies: \($0)" }
                 ?? check(seal, members: members[number], changes: changes, bodies: bodies, leaves: leaves)
             if let refusal {
                 for index in members[number] { reasons[index] = refusal }
@@ -387,9 +390,13 @@ extension ApplySession {
             for index in members[number] { result[index] = (sealRef, leaves[index]!.leaf) }
         }
         for (index, reason) in reasons.sorted(by: { $0.key < $1.key }) {
-            // No seal yet, or a signer not verified yet: the reason may go (the origin
-            // seals it, the certificate comes), so the pull cursor must not pass it.
-            if reason == Self.unsealed || reason.hasPrefix(Self.unverifiedSigner) { report.heldBack += 1 }
+            // The pull cursor must not pass a change refused for a reason that may go:
+            // no seal yet, a signer not verified yet, or a seal that does not check
+            // (a relay that altered the change, or covered it with a seal of its own,
+            // spoils the seal's genuine changes too; a clean copy comes next time, and
+            // the sender must not count them delivered). Only a revoked signer's
+            // seals are passed for good.
+            if !reason.hasPrefix(Self.revokedSigner) { report.heldBack += 1 }
             try quarantine(changes[index], body: bodies[index], reason: reason, report: &report)
             if let leaf = leaves.indices.contains(index) ? leaves[index] : nil, let kept = keptSeals[leaf.seal] {
                 try database.execute(
@@ -421,11 +428,20 @@ extension ApplySession {
             guard digests.indices.contains(leaf), digest.count == Seal.digestLength else { return "a malformed seal" }
             digests[leaf] = digest
         }
+        var fromMembers: Set<Int> = []
         for index in members {
             guard changes[index].origin == seal.origin else { return "sealed by \(seal.origin), not by its origin" }
             let leaf = leaves[index]!.leaf
-            guard digests.indices.contains(leaf), digests[leaf] == nil else { return "a malformed seal" }
-            digests[leaf] = (try? SealDigest.leaf(ofEncoded: bodies[index])) ?? SealDigest.leaf(of: changes[index])
+            guard digests.indices.contains(leaf) else { return "a malformed seal" }
+            let digest = (try? SealDigest.leaf(ofEncoded: bodies[index])) ?? SealDigest.leaf(of: changes[index])
+            if fromMembers.contains(leaf) {
+                // The same change twice (a bundle that repeats one) is one leaf.
+                guard digests[leaf] == digest else { return "two different changes under one leaf of a seal" }
+                continue
+            }
+            guard digests[leaf] == nil else { return "a malformed seal" }
+            digests[leaf] = digest
+            fromMembers.insert(leaf)
         }
         let complete = digests.compactMap { $0 }
         guard complete.count == seal.leafCount else { return "a seal with leaves missing" }
@@ -437,6 +453,7 @@ extension ApplySession {
     }
 
     static let unverifiedSigner = "no verified certificate for its signer"
+    static let revokedSigner = "the certificate of"
     static let unsealed = "not signed by its origin"
 
     /// Keeps a seal whose signer could not be verified, with every leaf's digest and

@@ -17,11 +17,11 @@ import Testing
     }
 
     @Test(arguments: files)
-    func scenarioHoldsItsExpectations(file: String) throws {
+    func scenarioHoldsItsExpectations(file: String) async throws {
         let scenario = try Scenario.load(Self.directory + "/" + file)
         let workspace = NSTemporaryDirectory() + "casemesh-scenario-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: workspace) }
-        let failures = try ScenarioRunner().run(scenario, directory: workspace)
+        let failures = try await ScenarioRunner().run(scenario, directory: workspace)
         #expect(failures.isEmpty, "\(scenario.name): \(failures.joined(separator: "; "))")
         #expect(!scenario.expect.isEmpty)
     }

@@ -8,7 +8,7 @@ import Testing
 /// seeds (200 runs); a failure names the seed (`casemesh harness --seed N --runs 1` replays it).
 @Suite struct SimulationTests {
     @Test(arguments: 0..<10)
-    func randomRunsUnderAllFaultsViolateNothing(chunk: Int) throws {
+    func randomRunsUnderAllFaultsViolateNothing(chunk: Int) async throws {
         for seed in UInt64(chunk * 20 + 1)...UInt64(chunk * 20 + 20) {
             var configuration = SimulationConfiguration()
             configuration.replicas = 5
@@ -17,42 +17,42 @@ import Testing
             configuration.seed = seed
             let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let report = try Simulation(configuration: configuration, directory: directory).run()
+            let report = try await Simulation(configuration: configuration, directory: directory).run()
             #expect(report.violations.isEmpty, "seed \(seed): \(report.violations.first ?? "")")
             #expect(report.changes > 0 && report.syncs > 0, "seed \(seed) did something")
         }
     }
 
-    @Test func theSameSeedReplaysTheSameRun() throws {
-        func run() throws -> SimulationReport {
+    @Test func theSameSeedReplaysTheSameRun() async throws {
+        func run() async throws -> SimulationReport {
             var configuration = SimulationConfiguration()
             configuration.seed = 4242
             let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            return try Simulation(configuration: configuration, directory: directory).run()
+            return try await Simulation(configuration: configuration, directory: directory).run()
         }
-        let first = try run()
-        let second = try run()
+        let first = try await run()
+        let second = try await run()
         #expect((first.changes, first.syncs, first.conflicts) == (second.changes, second.syncs, second.conflicts))
     }
 }
 
 /// A run's recorded steps replay to the same run, and survive a trip through a file.
 @Suite struct TraceTests {
-    @Test func aTraceReplaysToTheSameRun() throws {
+    @Test func aTraceReplaysToTheSameRun() async throws {
         var configuration = SimulationConfiguration()
         configuration.seed = 99
         let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let simulation = try Simulation(configuration: configuration, directory: directory)
-        let original = try simulation.run()
+        let original = try await simulation.run()
         let path = directory + "-trace.json"
         defer { try? FileManager.default.removeItem(atPath: path) }
         try SimulationTrace(seed: 99, replicas: configuration.replicas, violations: [], steps: simulation.trace).write(
             to: path)
         let trace = try SimulationTrace.read(path)
         #expect(trace.steps == simulation.trace)
-        let replayed = try Simulation.replay(trace.steps, configuration: configuration)
+        let replayed = try await Simulation.replay(trace.steps, configuration: configuration)
         #expect(replayed.violations.isEmpty)
         #expect(
             (replayed.changes, replayed.syncs, replayed.conflicts) == (
@@ -60,16 +60,16 @@ import Testing
             ))
     }
 
-    @Test func aPassingRunIsNotShrunk() throws {
+    @Test func aPassingRunIsNotShrunk() async throws {
         var configuration = SimulationConfiguration()
         configuration.seed = 5
         configuration.steps = 10
         let directory = NSTemporaryDirectory() + "casemesh-sim-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let simulation = try Simulation(configuration: configuration, directory: directory)
-        _ = try simulation.run()
+        _ = try await simulation.run()
         // Shrinking keeps only removals after which the run still fails; a passing run keeps every step.
-        let shrunk = try Simulation.shrink(simulation.trace, configuration: configuration, attempts: 5)
+        let shrunk = try await Simulation.shrink(simulation.trace, configuration: configuration, attempts: 5)
         #expect(shrunk.count == simulation.trace.count)
     }
 }
@@ -90,12 +90,12 @@ import Testing
     /// thought the other no longer took part, so neither sent its change and the
     /// removal never reached institution 0, which (add-wins) still takes part.
     @Test(arguments: files)
-    func shrunkFailingRunNowPasses(file: String) throws {
+    func shrunkFailingRunNowPasses(file: String) async throws {
         let trace = try SimulationTrace.read(Self.directory + "/" + file)
         var configuration = SimulationConfiguration()
         configuration.replicas = trace.replicas
         configuration.seed = trace.seed
-        let report = try Simulation.replay(trace.steps, configuration: configuration)
+        let report = try await Simulation.replay(trace.steps, configuration: configuration)
         #expect(report.violations.isEmpty, "\(file): \(report.violations.first ?? "")")
     }
 }

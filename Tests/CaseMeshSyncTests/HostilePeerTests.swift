@@ -2,6 +2,7 @@ import CaseMeshCRDT
 import CaseMeshNode
 import CaseMeshStore
 import CaseMeshSync
+import CaseMeshSyncDriver
 import Foundation
 import Testing
 

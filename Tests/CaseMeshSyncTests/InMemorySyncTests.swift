@@ -3,6 +3,7 @@ import CaseMeshModel
 import CaseMeshNode
 import CaseMeshStore
 import CaseMeshSync
+import CaseMeshSyncDriver
 import Foundation
 import Testing
 
@@ -27,9 +28,9 @@ import Testing
         let (toB, toBContinuation) = AsyncStream.makeStream(of: SyncMessage.self)
         let (toA, toAContinuation) = AsyncStream.makeStream(of: SyncMessage.self)
         var runnerA = SyncRunner(store: a)
-        runnerA.pageChanges = pageChanges
+        runnerA.settings.pageChanges = pageChanges
         var runnerB = SyncRunner(store: b)
-        runnerB.pageChanges = pageChanges
+        runnerB.settings.pageChanges = pageChanges
         let sentByA = Counter()
         async let outcomeA = runnerA.run(peer: b.replicaID, inbound: toA) { message in
             if let cutAfter, sentByA.next() > cutAfter {

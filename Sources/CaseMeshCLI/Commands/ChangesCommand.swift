@@ -3,6 +3,7 @@ import CaseMeshCRDT
 import CaseMeshNet
 import CaseMeshOperations
 import CaseMeshStore
+import CaseMeshSyncDriver
 import Foundation
 
 struct ChangesCommand: ParsableCommand {
@@ -115,25 +116,15 @@ extension ChangesCommand {
                 let verifier = try CLIError.wrap { () throws(NetError) in
                     try PeerVerifier(authorityFile: ca, revocationList: crl)
                 }
-                // Signers already trusted here are checked again against this CRL.
-                let known = try CLIError.wrap { try store.signerCertificates(Set(bundle.seals.map(\.origin))) }
-                for (signer, certificate) in known.sorted(by: { $0.key < $1.key }) {
-                    do {
-                        _ = try await verifier.verifySigner(signer, certificate: certificate)
-                    } catch {
-                        distrusted[signer] = "\(error)"
-                        refusedSigners.append("certificate of \(signer) no longer verifies: \(error)")
-                    }
+                // New signers are verified; those already trusted here are checked
+                // again against this CRL.
+                let verdict = try await CLIError.wrap { () async throws(StoreError) in
+                    try await SignerTrust.check(
+                        store: store, offered: bundle.certificates, signers: Set(bundle.seals.map(\.origin))
+                    ) { signer, certificate in try await verifier.verifySigner(signer, certificate: certificate) }
                 }
-                for (signer, certificate) in bundle.certificates.sorted(by: { $0.key < $1.key })
-                where !(try CLIError.wrap { try store.knowsSigner(signer, certificate: certificate) }) {
-                    do {
-                        let key = try await verifier.verifySigner(signer, certificate: certificate)
-                        try CLIError.wrap { try store.trustSigner(signer, publicKey: key, certificate: certificate) }
-                    } catch {
-                        refusedSigners.append("certificate of \(signer) refused: \(error)")
-                    }
-                }
+                distrusted = verdict.distrusted
+                refusedSigners = verdict.refused
             }
             var decoded: [(change: Change, body: [UInt8])] = []
             var leaves: [SealLeaf?] = []

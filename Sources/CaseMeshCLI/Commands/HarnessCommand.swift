@@ -5,12 +5,13 @@ import Foundation
 
 /// `casemesh harness`: seeded simulations of many institutions under faults, with
 /// every property of joint case management checked at the end of each run.
-struct HarnessCommand: ParsableCommand {
+struct HarnessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "harness",
         abstract: "Simulate many institutions' replicas under faults and check that nothing is lost or overwritten.",
         discussion: """
-            Each run uses real stores (SQLite in a temporary directory) and the real sync logic over a \
+            Each run uses real stores (SQLite in a temporary directory), a certificate per replica from the \
+            run's own CA and the production sync driver (seals, signer and CRL checks, writer checks) over a \
             simulated network, driven by its seed (--seed, then seed+1, ...). Faults: \
             \(SimulationFault.allCases.map(\.rawValue).joined(separator: ", ")). Exits non-zero on a \
             violation, naming the seed that reproduces it.
@@ -51,9 +52,9 @@ struct HarnessCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        if let scenario { return try play(scenario) }
-        if let replay { return try replayTrace(replay) }
+    func run() async throws {
+        if let scenario { return try await play(scenario) }
+        if let replay { return try await replayTrace(replay) }
         var configuration = SimulationConfiguration()
         configuration.replicas = replicas
         configuration.cases = cases
@@ -68,7 +69,7 @@ struct HarnessCommand: ParsableCommand {
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let report: SimulationReport
             do {
-                report = try Simulation(configuration: configuration, directory: directory).run()
+                report = try await Simulation(configuration: configuration, directory: directory).run()
             } catch {
                 throw CLIError(message: "seed \(configuration.seed): the simulation failed: \(error)")
             }
@@ -105,9 +106,9 @@ struct HarnessCommand: ParsableCommand {
             let directory = NSTemporaryDirectory() + "casemesh-harness-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let failing = try Simulation(configuration: configuration, directory: directory)
-            _ = try failing.run()
-            let shrunk = try Simulation.shrink(failing.trace, configuration: configuration)
-            let final = try Simulation.replay(shrunk, configuration: configuration)
+            _ = try await failing.run()
+            let shrunk = try await Simulation.shrink(failing.trace, configuration: configuration)
+            let final = try await Simulation.replay(shrunk, configuration: configuration)
             try SimulationTrace(seed: first.seed, replicas: replicas, violations: final.violations, steps: shrunk)
                 .write(to: traceOut)
             throw CLIError(
@@ -116,7 +117,7 @@ struct HarnessCommand: ParsableCommand {
         }
     }
 
-    private func play(_ path: String) throws {
+    private func play(_ path: String) async throws {
         let directory = NSTemporaryDirectory() + "casemesh-scenario-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let failures: [String]
@@ -124,7 +125,7 @@ struct HarnessCommand: ParsableCommand {
         do {
             let loaded = try Scenario.load(path)
             name = loaded.name
-            failures = try ScenarioRunner().run(loaded, directory: directory)
+            failures = try await ScenarioRunner().run(loaded, directory: directory)
         } catch {
             throw CLIError(message: "\(path): \(error)")
         }
@@ -141,7 +142,7 @@ struct HarnessCommand: ParsableCommand {
         if let first = failures.first { throw CLIError(message: "\(path): \(first)") }
     }
 
-    private func replayTrace(_ path: String) throws {
+    private func replayTrace(_ path: String) async throws {
         let trace: SimulationTrace
         do {
             trace = try SimulationTrace.read(path)
@@ -151,7 +152,7 @@ struct HarnessCommand: ParsableCommand {
         var configuration = SimulationConfiguration()
         configuration.replicas = trace.replicas
         configuration.seed = trace.seed
-        let report = try Simulation.replay(trace.steps, configuration: configuration)
+        let report = try await Simulation.replay(trace.steps, configuration: configuration)
         if output.json {
             emit(
                 JSONValue.object([

@@ -2,6 +2,7 @@ import ArgumentParser
 import CaseMeshNet
 import CaseMeshOperations
 import CaseMeshStore
+import CaseMeshSyncDriver
 import Foundation
 
 /// `casemesh quarantine`: received changes kept aside because they could not be
@@ -80,18 +81,16 @@ extension QuarantineCommand {
             let verifier = try CLIError.wrap { () throws(NetError) in
                 try PeerVerifier(authorityFile: ca, revocationList: crl)
             }
-            var refused: [String] = []
-            for (signer, certificate) in try CLIError.wrap({ try store.quarantinedSigners() }).sorted(by: {
-                $0.key < $1.key
-            }) where !(try CLIError.wrap { try store.knowsSigner(signer, certificate: certificate) }) {
-                do {
-                    let key = try await verifier.verifySigner(signer, certificate: certificate)
-                    try CLIError.wrap { try store.trustSigner(signer, publicKey: key, certificate: certificate) }
-                } catch {
-                    refused.append("certificate of \(signer) refused: \(error)")
-                }
+            // The certificates that came with what was kept aside are verified now;
+            // signers already recorded are checked again against this CRL.
+            let offered = try CLIError.wrap { try store.quarantinedSigners() }
+            let verdict = try await CLIError.wrap { () async throws(StoreError) in
+                try await SignerTrust.check(
+                    store: store, offered: offered, signers: Set(offered.keys)
+                ) { signer, certificate in try await verifier.verifySigner(signer, certificate: certificate) }
             }
-            let report = try CLIError.wrap { try store.retryQuarantined() }
+            let refused = verdict.refused
+            let report = try CLIError.wrap { try store.retryQuarantined(distrusted: verdict.distrusted) }
             let left = try CLIError.wrap { try store.quarantined() }.count
             if output.json {
                 emit(

@@ -21,4 +21,17 @@ struct CLIError: Error, CustomStringConvertible {
             throw CLIError(message: error.message)
         }
     }
+
+    /// As ``wrap(_:)``, for work that waits (a certificate check).
+    static func wrap<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            throw CLIError(message: error.message)
+        } catch let error as CRDTError {
+            throw CLIError(message: error.message)
+        } catch let error as ModelError {
+            throw CLIError(message: error.message)
+        }
+    }
 }

@@ -293,6 +293,12 @@ final class ApplySession {
             } else {
                 dropped.formUnion(indices)
                 report.droppedPurged += indices.count
+                // A change this node never held, dropped because its institution left
+                // the case, must not count as delivered to it: its sender (unaware of
+                // the departure, perhaps departed too and about to purge) would take
+                // it for safe here and could lose the only copy. The pull cursor stays
+                // before it until the sender learns, or hands it to a node that keeps it.
+                report.heldBack += unseen.count
             }
         }
         return dropped
@@ -382,7 +388,12 @@ final class ApplySession {
                 .init(caseID: change.caseID, dot: change.dot, reason: "refused (quarantine full): \(reason)"))
             return
         }
-        let keepsBody = quarantineUsage!.bytes + Int64(body.count) <= CaseStore.maximumQuarantineBytes
+        // Only a change that may apply later (its signer not verified yet, for
+        // `quarantine retry`) keeps its body: a forged, unsealed or refused change
+        // is recorded without the household's data it carries (its genuine copy
+        // brings its own).
+        let retryable = reason.hasPrefix(Self.unverifiedSigner)
+        let keepsBody = retryable && quarantineUsage!.bytes + Int64(body.count) <= CaseStore.maximumQuarantineBytes
         quarantineUsage!.rows += 1
         if keepsBody { quarantineUsage!.bytes += Int64(body.count) }
         let body = keepsBody ? body : []
