@@ -4,6 +4,7 @@ import CaseMeshStore
 import CaseMeshTestSupport
 import Crypto
 import Foundation
+import GRDB
 import Testing
 
 /// Seals at the store: what a receiver applies and what it quarantines.
@@ -102,5 +103,55 @@ import Testing
         // A malformed seal (a leaf beyond its size) is refused, not a crash.
         let malformed = try receiver(trusting: dongKey.publicKey)
         #expect(try pull(page, into: malformed, leaves: [SealLeaf(seal: 0, leaf: 9), nil, nil]).applied == 0)
+    }
+
+    /// A forged copy holds the pull cursor (the genuine copy comes next time, and
+    /// the sender does not count it delivered), keeps no body (it carries the
+    /// household's data), and is closed when the genuine copy applies.
+    @Test func aForgedCopyHoldsTheCursorKeepsNoBodyAndTheGenuineOneResolvesIt() throws {
+        let (origin, page, caseID) = try served()
+        let directory = NSTemporaryDirectory() + "casemesh-seal-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try CaseStore.create(directory: directory, replicaID: senior)
+        try store.trustSigner(dong, publicKey: Array(dongKey.publicKey.rawRepresentation), certificate: [1, 2, 3])
+        var altered = page
+        altered.changes[2].ops = [.append(FieldKey(entity: "case", field: "notes"), "forged")]
+        let refused = try pull(altered, into: store)
+        #expect(refused.applied == 0 && refused.cursorHeld && refused.durableCursor == 1)
+        #expect(try store.pullCursor(for: dong).cursor == 1)
+        let bodies = try DatabaseQueue(path: directory + "/" + CaseStore.databaseFileName).read { db in
+            try Int.fetchAll(db, sql: "SELECT length(body) FROM quarantine")
+        }
+        #expect(bodies.count == 3 && bodies.allSatisfy { $0 == 0 })
+        let genuine = try pull(page, into: store)
+        #expect(genuine.applied == 3 && !genuine.cursorHeld)
+        #expect(try store.snapshot(of: caseID) == origin.snapshot(of: caseID))
+        #expect(try store.quarantined().isEmpty, "every entry resolved by its genuine copy")
+    }
+
+    /// A bundle that carries one change twice still verifies (one leaf, twice).
+    @Test func aBundleRepeatingAChangeStillVerifies() throws {
+        let (origin, page, caseID) = try served()
+        let store = try receiver(trusting: dongKey.publicKey)
+        let repeated = [0, 1, 1, 2, 0].map { (page.changes[$0], page.changes[$0].encoded()) }
+        let report = try store.apply(
+            repeated,
+            authentication: BundleSeals(
+                leaves: [0, 1, 1, 2, 0].map { page.leaves[$0] }, seals: page.seals, sender: dong))
+        #expect(report.applied == 3 && report.rejected.isEmpty)
+        #expect(try store.snapshot(of: caseID) == origin.snapshot(of: caseID))
+        // Two different changes under one leaf are still refused.
+        var forged = page.changes[1]
+        forged.ops = [.append(FieldKey(entity: "case", field: "notes"), "forged")]
+        let other = try receiver(trusting: dongKey.publicKey)
+        let mixed = try other.apply(
+            [
+                (page.changes[0], page.changes[0].encoded()), (page.changes[1], page.changes[1].encoded()),
+                (forged, forged.encoded()), (page.changes[2], page.changes[2].encoded()),
+            ],
+            authentication: BundleSeals(
+                leaves: [page.leaves[0], page.leaves[1], page.leaves[1], page.leaves[2]], seals: page.seals,
+                sender: dong))
+        #expect(mixed.applied == 0)
     }
 }
