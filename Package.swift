@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "CaseMeshHTTP",
             dependencies: [
-                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshNode", "CaseMeshOperations",
+                "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshNet", "CaseMeshNode", "CaseMeshOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),

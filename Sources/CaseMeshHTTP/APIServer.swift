@@ -1,3 +1,4 @@
+import CaseMeshNet
 public import CaseMeshNode
 public import CaseMeshOperations
 public import CaseMeshStore
@@ -126,7 +127,10 @@ public enum APIServer {
         return Application(
             router: router, server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) },
+            onServerRunning: { channel in
+                CloseOnExec.markSockets()
+                onListening(channel.localAddress?.port ?? configuration.port)
+            },
             logger: logger)
     }
 }
@@ -146,7 +150,10 @@ public enum AdminServer {
         return Application(
             router: router, server: .http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) }, logger: logger)
+            onServerRunning: { channel in
+                CloseOnExec.markSockets()
+                onListening(channel.localAddress?.port ?? port)
+            }, logger: logger)
     }
 }
 

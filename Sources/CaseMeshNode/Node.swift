@@ -199,6 +199,9 @@ public actor Node: Service {
     }
 
     private func listening(on port: Int) {
+        // A crash's backtracer must not inherit the listening socket (and keep the
+        // port from a restart).
+        CloseOnExec.markSockets()
         boundPort = port
         logger.info("listening", metadata: ["port": "\(port)", "replica": "\(store.replicaID)"])
         onListening?(port)

@@ -192,4 +192,40 @@ import Testing
         }
         #expect(landed > 0, "some writes landed before their process was killed or finished")
     }
+
+    /// A node that crashed (here SIGSEGV, so the runtime's backtracer runs) and was
+    /// killed can be restarted on the same sync and HTTP ports at once: a
+    /// supervisor's restart must not fail with "address in use" because the
+    /// backtracer inherited the listeners.
+    @Test func aCrashedNodeRestartsOnItsOwnPortsAtOnce() throws {
+        let root = Binary.temporaryDirectory("crash-restart")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server"])
+        let arguments = consortium.data("dong") + consortium.tls["dong"]!
+        let first = try NodeProcess(arguments + ["--http", "127.0.0.1:0"], logPath: root + "/first.log")
+        let http = try #require(first.nextAnnouncement()?["port"] as? Int)
+        let pid = first.process.processIdentifier
+        kill(pid, SIGSEGV)
+        // The runtime starts its backtracer as a child; the node is then killed the
+        // way a supervisor kills a process that does not stop, while the backtracer
+        // (which takes seconds) still runs.
+        let children = "/proc/\(pid)/task/\(pid)/children"
+        #expect(
+            eventually(10) {
+                !((try? String(contentsOfFile: children, encoding: .utf8)) ?? "").trimmingCharacters(
+                    in: .whitespacesAndNewlines
+                ).isEmpty
+            })
+        kill(pid, SIGKILL)
+        first.process.waitUntilExit()
+
+        // Restarted at once on the same two ports, it serves both.
+        let second = try NodeProcess(
+            arguments + ["--http", "127.0.0.1:\(http)"], logPath: root + "/second.log",
+            listen: "127.0.0.1:\(first.port)")
+        defer { second.stop() }
+        #expect(second.port == first.port)
+        #expect(second.nextAnnouncement()?["port"] as? Int == http)
+        #expect(try APIClient(base: "http://127.0.0.1:\(http)").call("GET", "/health/live").status == 200)
+    }
 }

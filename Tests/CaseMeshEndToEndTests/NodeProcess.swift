@@ -87,13 +87,13 @@ final class NodeProcess {
     }
 
     /// Starts `casemesh serve` and waits (at most 20 s) for it to announce its port.
-    init(_ arguments: [String], logPath: String) throws {
+    init(_ arguments: [String], logPath: String, listen: String = "127.0.0.1:0") throws {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let stdout = Pipe()
         self.stdout = stdout
         process = Process()
         process.executableURL = Binary.url
-        process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
+        process.arguments = ["serve", "--listen", listen] + arguments
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         self.logPath = logPath
