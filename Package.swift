@@ -59,6 +59,7 @@ let package = Package(
                 .embedInCode("Resources/0004-staff-and-intake.sql"), .embedInCode("Resources/0005-case-summaries.sql"),
                 .embedInCode("Resources/0006-restore-hold.sql"),
                 .embedInCode("Resources/0007-deadlines-in-listing.sql"),
+                .embedInCode("Resources/0008-listing-index.sql"),
             ],
             swiftSettings: strictSettings
         ),

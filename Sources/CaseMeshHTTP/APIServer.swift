@@ -99,7 +99,7 @@ public enum APIServer {
         let api = API(store: store, node: node, configuration: configuration, logger: logger, slots: slots)
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: MetricsMiddleware())
-        router.add(middleware: StoreExecutorMiddleware(executor: StoreExecutor()))
+        router.add(middleware: StoreExecutorMiddleware(executor: .shared))
         router.add(middleware: ProblemMiddleware(logger: logger))
         // The probes answer even when every request slot is taken.
         OperatorEndpoints(
@@ -144,7 +144,7 @@ public enum AdminServer {
         logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router(context: APIRequestContext.self)
-        router.add(middleware: StoreExecutorMiddleware(executor: StoreExecutor()))
+        router.add(middleware: StoreExecutorMiddleware(executor: .shared))
         router.add(middleware: ProblemMiddleware(logger: logger))
         OperatorEndpoints(store: store, node: node, registry: registry, detailed: true).register(on: router)
         return Application(

@@ -7,11 +7,7 @@ import Foundation
 public enum CaseRendering {
     public static func time(_ hlc: HybridTimestamp) -> String { time(millis: hlc.physical) }
 
-    public static func time(millis: UInt64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
-    }
+    public static func time(millis: UInt64) -> String { ISOTime.string(millis: millis) }
 
     public static func value(_ value: Value) -> JSONValue {
         switch value {

@@ -158,7 +158,9 @@ extension CaseStore {
     /// The peers a restored replica still has to sync with before it writes.
     public func restoreHold() throws(StoreError) -> [ReplicaID] {
         try read { db in
-            try String.fetchAll(db, sql: "SELECT peer FROM restoreHold ORDER BY peer").compactMap { try? ReplicaID($0) }
+            try String.fetchAll(db.cachedStatement(sql: "SELECT peer FROM restoreHold ORDER BY peer")).compactMap {
+                try? ReplicaID($0)
+            }
         }
     }
 

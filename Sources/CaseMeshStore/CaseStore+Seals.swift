@@ -134,8 +134,7 @@ extension CaseStore {
             var pending: [(segment: Int, entry: Int, digest: [UInt8])] = []
             for row in try Row.fetchAll(
                 db,
-                sql:
-                    "SELECT id, firstArrival, body FROM changeSegment WHERE firstArrival + changeCount > ? ORDER BY id",
+                sql: ChangeLogSegment.segments(from: "?1", columns: "id, firstArrival, body"),
                 arguments: [sealedThrough])
             {
                 var arrival: Int64 = row[1]

@@ -263,12 +263,12 @@ extension CaseStore {
         let found = try read { db -> (StaffAccount, createdAt: Int64, lastSeenAt: Int64)? in
             guard
                 let row = try Row.fetchOne(
-                    db,
-                    sql: """
-                        SELECT a.username, a.displayName, a.role, a.disabled, a.lockedUntil, s.createdAt, s.lastSeenAt
-                        FROM staffSession s JOIN staffAccount a ON a.username = s.username
-                        WHERE s.tokenHash = ? AND s.revokedAt IS NULL
-                        """, arguments: [hash])
+                    db.cachedStatement(
+                        sql: """
+                            SELECT a.username, a.displayName, a.role, a.disabled, a.lockedUntil, s.createdAt,
+                            s.lastSeenAt FROM staffSession s JOIN staffAccount a ON a.username = s.username
+                            WHERE s.tokenHash = ? AND s.revokedAt IS NULL
+                            """), arguments: [hash])
             else { return nil }
             return (Self.account(row), row["createdAt"], row["lastSeenAt"])
         }

@@ -311,14 +311,21 @@ extension CaseStore {
 }
 
 /// What a sync session's pages of the log have learned so far: which cases the
-/// puller may see and their decoded IDs. Entitlements stay valid only while the
-/// log has not grown (a new change may add or remove a participant), so they are
-/// dropped whenever its end moves.
+/// puller may see and their decoded IDs. A new change may add or remove a
+/// participant or a consent, so when the log's end moves the entitlements of the
+/// cases its new changes touched are dropped (all of them past
+/// ``maximumRecheck`` new changes). The memo lives for one session, whose pages
+/// judge consents that run out by the time its first page of each case was read.
 public final class LogPageMemo: @unchecked Sendable {
     private let lock = NSLock()
     fileprivate var logEnd: Int64 = -1
     fileprivate var entitled: [Int64: Set<DataCategory>] = [:]
     fileprivate var caseIDs: [Int64: CaseID] = [:]
+    /// Past this many new changes since the memo was made, it is dropped whole
+    /// rather than checked change by change.
+    static let maximumRecheck: Int64 = 20_000
+    /// Entitlements kept at most (the memo lives for one sync session).
+    static let maximumCases = 500_000
 
     public init() {}
 
@@ -361,18 +368,46 @@ struct LogPageReader {
         self.institution = institution
         tail = try LogTail(db)
         coder = try ReplicaTableCoder(db)
-        // Case IDs never change; entitlements hold only while the log has not grown.
+        // Case IDs never change. A case's entitlement depends on its own fields only,
+        // so when the log has grown since the memo was made only the cases the new
+        // changes touched are worked out again (a node serving the API grows its log
+        // with every read's access entry, and a pull would otherwise redo every
+        // case's entitlement at every page).
         let end =
             try Int64.fetchOne(db, sql: "SELECT firstArrival + changeCount FROM changeSegment ORDER BY id DESC LIMIT 1")
             ?? 1
+        let known = memo.withLock { memo in memo.logEnd }
+        let touched: Set<Int64>? =
+            known < 0 || end < known || end - known > LogPageMemo.maximumRecheck
+            ? nil : try Self.casesWritten(db, from: known, to: end)
         (caseIDs, entitled) = memo.withLock { memo in
             if memo.logEnd != end {
+                if let touched, memo.logEnd == known, memo.entitled.count <= LogPageMemo.maximumCases {
+                    for caseRef in touched { memo.entitled[caseRef] = nil }
+                } else {
+                    memo.entitled = [:]
+                }
                 memo.logEnd = end
-                memo.entitled = [:]
             }
             return (memo.caseIDs, memo.entitled)
         }
         gateStatement = try db.cachedStatement(sql: CaseStore.gateFieldsSQL)
+    }
+
+    /// The cases of the changes at arrivals `from..<to`.
+    private static func casesWritten(_ db: Database, from: Int64, to: Int64) throws -> Set<Int64> {
+        let segments = try Row.fetchCursor(
+            db, sql: ChangeLogSegment.segments(from: "?1", columns: "firstArrival, body"), arguments: [from])
+        var cases: Set<Int64> = []
+        while let row = try segments.next() {
+            var position = row[0] as Int64
+            guard position < to else { break }
+            for entry in try ChangeLogSegment.entries(of: [UInt8](row[1] as Data)) {
+                defer { position += 1 }
+                if position >= from && position < to { cases.insert(entry.caseRef) }
+            }
+        }
+        return cases
     }
 
     /// Releases the prepared statement and hands what it learned to the memo.

@@ -87,7 +87,7 @@ import Testing
         let refused = try Binary.run(["case", "list"] + data)
         #expect(refused.status != 0)
         #expect(
-            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 7"),
+            refused.stderr.contains("store version 9") && refused.stderr.contains("knows store version 8"),
             "\(refused.stderr)")
         #expect(try applied() == before, "nothing was migrated")
     }
@@ -107,7 +107,7 @@ import Testing
             try db.execute(
                 sql: """
                     DELETE FROM grdb_migrations WHERE identifier IN
-                    ('0005-case-summaries', '0006-restore-hold', '0007-deadlines-in-listing')
+                    ('0005-case-summaries', '0006-restore-hold', '0007-deadlines-in-listing', '0008-listing-index')
                     """)
         }
         let listed = try Binary.ok(["case", "list", "--json"] + data)
@@ -115,7 +115,10 @@ import Testing
         let applied = try queue.read { db in
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1")
         }
-        #expect(applied.suffix(3) == ["0005-case-summaries", "0006-restore-hold", "0007-deadlines-in-listing"])
+        #expect(
+            applied.suffix(4) == [
+                "0005-case-summaries", "0006-restore-hold", "0007-deadlines-in-listing", "0008-listing-index",
+            ])
     }
 
     @Test func statusShowsTheNodeAndCheckFindsADamagedStore() throws {

@@ -76,9 +76,9 @@ import Testing
         #expect(try senior.openConflicts().map(\.field) == [Self.key("riskLevel")])
     }
 
-    /// A session's pages remember which cases the puller may see, but only while the
-    /// log stands still: a change that shares a case (or stops sharing it) between two
-    /// pages is taken into account at once.
+    /// A session's pages remember which cases the puller may see, until a change to
+    /// the case: a change that shares a case (or stops sharing it) between two pages
+    /// is taken into account at once, while changes to other cases keep the memo.
     @Test func pageMemoForgetsEntitlementsWhenTheLogGrows() throws {
         let dong = try Self.store("dong.office/server")
         var generator = SeededGenerator(seed: 7)
@@ -86,16 +86,21 @@ import Testing
         let senior = try InstitutionID("senior.centre")
         let memo = LogPageMemo()
         #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.isEmpty)
+        // Another case grows the log; the first is still not the centre's.
+        let other = try dong.openCase(ops: [.assign(Self.key("riskLevel"), .string("low"))], using: &generator)
+        #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.isEmpty)
+        try dong.write(caseID: other.caseID, ops: [.assign(Self.key("riskLevel"), .string("medium"))])
         try dong.write(caseID: opened.caseID, ops: Self.share("senior.centre"))
         #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.count == 2)
+        #expect(try dong.logPage(from: 1, for: senior, memo: memo).changes.allSatisfy { $0.caseID == opened.caseID })
         try dong.write(caseID: opened.caseID, ops: [.remove(Self.key("participants"), "senior.centre")])
         try dong.write(caseID: opened.caseID, ops: [.assign(Self.key("riskLevel"), .string("low"))])
-        let after = try dong.logPage(from: 3, for: senior, memo: memo).changes
+        let after = try dong.logPage(from: 5, for: senior, memo: memo).changes
         // The removal still goes to the removed institution (with what it had seen);
         // the edit after it does not.
         #expect(after.last?.ops == [.remove(Self.key("participants"), "senior.centre")])
         #expect(!after.contains { $0.ops == [.assign(Self.key("riskLevel"), .string("low"))] })
-        #expect(after == (try dong.logPage(from: 3, for: senior, memo: LogPageMemo()).changes))
+        #expect(after == (try dong.logPage(from: 5, for: senior, memo: LogPageMemo()).changes))
     }
 
     @Test func nonParticipantReceivesNothingOfTheCase() async throws {

@@ -716,7 +716,7 @@ struct ReplicaTableCoder: ReplicaCoder {
 
     init(_ db: Database) throws {
         var names: [Int64: ReplicaID] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT id, name FROM replica") {
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT id, name FROM replica")) {
             names[row[0]] = try ReplicaID(row[1] as String)
         }
         self.names = names

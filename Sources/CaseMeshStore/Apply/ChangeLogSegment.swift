@@ -75,6 +75,20 @@ struct ChangeLogSegment {
     /// Reads a stored segment, in either format.
     ///
     /// - Throws: ``CRDTError`` with code `malformedEncoding`.
+    /// SQL selecting `columns` of the segments holding arrivals from `arrival` (an
+    /// SQL expression, a parameter say) on, in log order. It starts from the
+    /// segment holding that arrival by the arrival index: a condition on
+    /// `firstArrival + changeCount` alone would scan every segment of the log.
+    static func segments(from arrival: String, columns: String) -> String {
+        """
+        SELECT \(columns) FROM changeSegment
+        WHERE firstArrival >= COALESCE(
+            (SELECT firstArrival FROM changeSegment WHERE firstArrival <= \(arrival)
+             ORDER BY firstArrival DESC LIMIT 1), 0)
+        AND firstArrival + changeCount > \(arrival) ORDER BY firstArrival
+        """
+    }
+
     static func entries(of bytes: [UInt8]) throws(CRDTError) -> [Entry] {
         var reader = BinaryReader(bytes)
         let sealed = bytes.first == 0

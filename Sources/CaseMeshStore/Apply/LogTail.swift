@@ -28,10 +28,10 @@ struct LogTail {
     /// Reads the tail in the current transaction.
     init(_ db: Database) throws {
         checkpointArrival =
-            try Int64.fetchOne(db, sql: "SELECT checkpointArrival FROM replicaInfo WHERE singleton = 1") ?? 1
+            try Int64.fetchOne(db.cachedStatement(sql: "SELECT checkpointArrival FROM replicaInfo WHERE singleton = 1"))
+            ?? 1
         let segments = try Row.fetchAll(
-            db,
-            sql: "SELECT firstArrival, body FROM changeSegment WHERE firstArrival + changeCount > ? ORDER BY id",
+            db.cachedStatement(sql: ChangeLogSegment.segments(from: "?1", columns: "firstArrival, body")),
             arguments: [checkpointArrival])
         guard !segments.isEmpty else { return }
         var caseKeys: [Int64: String] = [:]
@@ -43,11 +43,13 @@ struct LogTail {
                 guard arrival >= checkpointArrival, !stored.isBlank else { continue }
                 if caseKeys[stored.caseRef] == nil {
                     caseKeys[stored.caseRef] = try String.fetchOne(
-                        db, sql: "SELECT caseKey FROM caseRecord WHERE id = ?", arguments: [stored.caseRef])
+                        db.cachedStatement(sql: "SELECT caseKey FROM caseRecord WHERE id = ?"),
+                        arguments: [stored.caseRef])
                 }
                 if origins[stored.replicaRef] == nil {
                     origins[stored.replicaRef] = try String.fetchOne(
-                        db, sql: "SELECT name FROM replica WHERE id = ?", arguments: [stored.replicaRef])
+                        db.cachedStatement(sql: "SELECT name FROM replica WHERE id = ?"), arguments: [stored.replicaRef]
+                    )
                 }
                 guard let caseKey = caseKeys[stored.caseRef], let origin = origins[stored.replicaRef] else {
                     throw StoreError(code: .corrupt, message: "the change log names an unknown case or replica")

@@ -32,6 +32,9 @@ enum Migrations {
             try db.execute(sql: String(decoding: PackageResources._007_deadlines_in_listing_sql, as: UTF8.self))
             try SummaryRow.rebuildAll(db)
         }
+        migrator.registerMigration("0008-listing-index") { db in
+            try db.execute(sql: String(decoding: PackageResources._008_listing_index_sql, as: UTF8.self))
+        }
         return migrator
     }
 
