@@ -285,12 +285,14 @@ extension CaseStore {
             // before the change itself arrives: those few cases get the whole rule.
             var hidden: Set<Int64> = []
             if hidingWithdrawn {
+                // The notices lead (CROSS JOIN keeps that order): left to itself the
+                // planner scanned every case record to look each up among the notices.
                 let noticed = try Int64.fetchAll(
-                    db,
-                    sql: """
-                        SELECT DISTINCT caseRecord.id FROM departureNotice
-                        JOIN caseRecord ON caseRecord.caseKey = departureNotice.caseKey
-                        """)
+                    db.cachedStatement(
+                        sql: """
+                            SELECT DISTINCT caseRecord.id FROM departureNotice
+                            CROSS JOIN caseRecord ON caseRecord.caseKey = departureNotice.caseKey
+                            """))
                 for caseRef in noticed {
                     let withdrawn = try Self.withdrawnCases(
                         db, replicaID: replicaID, schema: schema, nowMillis: now, only: caseRef, checkDelivery: false)
