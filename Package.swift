@@ -60,6 +60,7 @@ let package = Package(
                 .embedInCode("Resources/0006-restore-hold.sql"),
                 .embedInCode("Resources/0007-deadlines-in-listing.sql"),
                 .embedInCode("Resources/0008-listing-index.sql"),
+                .embedInCode("Resources/0009-held-for-newer-schema.sql"),
             ],
             swiftSettings: strictSettings
         ),
@@ -215,7 +216,7 @@ let package = Package(
         .testTarget(
             name: "CaseMeshEndToEndTests",
             dependencies: [
-                "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore",
+                "casemesh", "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

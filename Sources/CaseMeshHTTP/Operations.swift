@@ -51,11 +51,14 @@ struct OperatorEndpoints: Sendable {
         var revocationListDays = 7
         var quarantine = 100
         var pending = 1000
+        /// Changes held for a newer case schema: a few during a consortium's rolling
+        /// upgrade; many mean this node was left behind.
+        var held = 1000
     }
 
     func thresholds(_ request: Request) throws -> Thresholds {
         let query = request.uri.queryParameters
-        let known: Set<String> = ["sync_age", "cert_days", "crl_days", "quarantine", "pending"]
+        let known: Set<String> = ["sync_age", "cert_days", "crl_days", "quarantine", "pending", "held"]
         if let unknown = query.map({ String($0.key) }).first(where: { !known.contains($0) }) {
             throw Problem(.badRequest, "unknown query parameter '\(unknown.prefix(40))'")
         }
@@ -73,6 +76,7 @@ struct OperatorEndpoints: Sendable {
         thresholds.revocationListDays = try value("crl_days", thresholds.revocationListDays, 0...3650)
         thresholds.quarantine = try value("quarantine", thresholds.quarantine, 0...100_000_000)
         thresholds.pending = try value("pending", thresholds.pending, 0...100_000_000)
+        thresholds.held = try value("held", thresholds.held, 0...100_000_000)
         return thresholds
     }
 
@@ -97,6 +101,12 @@ struct OperatorEndpoints: Sendable {
         check(
             "pending", figures.pending <= limits.pending,
             ["count": .number(Int64(figures.pending)), "max": .number(Int64(limits.pending))])
+        check(
+            "schema", figures.heldForNewerSchema <= limits.held,
+            [
+                "version": .number(Int64(store.schema.version)), "held": .number(Int64(figures.heldForNewerSchema)),
+                "max": .number(Int64(limits.held)),
+            ])
         if let node {
             let states = Dictionary(try store.peerStates().map { ($0.peer, $0) }, uniquingKeysWith: { a, _ in a })
             var peers: [JSONValue] = []
@@ -168,6 +178,11 @@ struct OperatorEndpoints: Sendable {
             ("casemesh_open_conflicts", "Open conflicts over every case", Double(figures.openConflicts)),
             ("casemesh_quarantined_changes", "Quarantined changes not yet resolved", Double(figures.quarantined)),
             ("casemesh_pending_changes", "Changes waiting for their causal dependencies", Double(figures.pending)),
+            (
+                "casemesh_held_newer_schema_changes", "Changes with operations held for a newer case schema",
+                Double(figures.heldForNewerSchema)
+            ),
+            ("casemesh_case_schema_version", "The case schema version this node follows", Double(store.schema.version)),
             ("casemesh_purged_cases", "Cases purged from this node", Double(figures.purged)),
             ("casemesh_log_changes", "Changes in this node's change log", Double(figures.logLength)),
             ("casemesh_store_bytes", "Size of the store, its write-ahead log included", Double(figures.storeBytes)),

@@ -7,10 +7,18 @@ import Foundation
 /// Every local write and every received change is checked against it: an unknown
 /// field, an operation of the wrong kind or a value of the wrong type is refused.
 public struct CaseSchema: Sendable, MergeRules {
-    /// Bumped whenever the schema changes incompatibly; bundles and peers must match.
+    /// Bumped at every release of the schema. A newer version may only add entities
+    /// and fields (``checkUpgrade(from:)``): nodes on different versions sync, and a
+    /// node holds what it does not know yet until it upgrades (see `Upgrading.md`).
     public let version: Int
     public let entities: [String: EntityDefinition]
     private let fieldIndex: [String: [String: FieldDefinition]]
+
+    private init(version: Int, entities: [String: EntityDefinition], fieldIndex: [String: [String: FieldDefinition]]) {
+        self.version = version
+        self.entities = entities
+        self.fieldIndex = fieldIndex
+    }
 
     private struct Document: Codable {
         var schemaVersion: Int
@@ -101,6 +109,57 @@ public struct CaseSchema: Sendable, MergeRules {
         return field
     }
 
+    /// Whether the schema has this field (its entity and name; the instance form is
+    /// checked by ``definition(of:)``). A received operation on a field this schema
+    /// does not have comes from a newer schema: the store holds it until an upgrade.
+    public func knows(_ key: FieldKey) -> Bool {
+        fieldIndex[key.entity]?[key.field] != nil
+    }
+
+    /// This schema as a node that did not have these fields saw it (the store's
+    /// upgrade settles what an older node materialized before it adds the rest).
+    public func forgetting(_ keys: some Sequence<FieldKey>) -> CaseSchema {
+        var index = fieldIndex
+        var entities = entities
+        for key in keys {
+            index[key.entity]?[key.field] = nil
+            entities[key.entity]?.fields.removeAll { $0.name == key.field }
+        }
+        return CaseSchema(version: version, entities: entities, fieldIndex: index)
+    }
+
+    /// Checks that this schema may replace `older` on a node that holds data: same
+    /// or later version, and every entity and field of the older one kept as it was
+    /// (merge kind, type, set semantics, category, multiplicity; enumerations keep
+    /// their values). Older nodes hold what a newer schema adds; a change to what
+    /// they already have would be refused by them, so it is refused here.
+    ///
+    /// - Throws: ``ModelError`` `invalidSchema` naming the first incompatibility.
+    public func checkUpgrade(from older: CaseSchema) throws(ModelError) {
+        func fail(_ reason: String) -> ModelError {
+            ModelError(
+                code: .invalidSchema, message: "schema \(version) cannot replace schema \(older.version): \(reason)")
+        }
+        guard version >= older.version else { throw fail("it is older") }
+        for (name, entity) in older.entities {
+            guard let kept = entities[name] else { throw fail("it drops entity '\(name)'") }
+            guard kept.multiple == entity.multiple else { throw fail("it changes whether '\(name)' has instances") }
+            for field in entity.fields {
+                guard let now = fieldIndex[name]?[field.name] else {
+                    throw fail("it drops field '\(name).\(field.name)'")
+                }
+                guard now.kind == field.kind, now.type == field.type, now.semantics == field.semantics,
+                    (now.category ?? .general) == (field.category ?? .general)
+                else { throw fail("it changes the kind, type or category of '\(name).\(field.name)'") }
+                if now.values.map(Set.init) != field.values.map(Set.init) {
+                    throw fail(
+                        "it changes the values of '\(name).\(field.name)', which nodes on schema \(older.version) "
+                            + "would refuse; add a field instead")
+                }
+            }
+        }
+    }
+
     /// The data category of a field (`general` for fields not in the schema).
     public func category(of field: FieldKey) -> DataCategory {
         (try? definition(of: field))?.category ?? .general
@@ -180,9 +239,11 @@ public struct CaseSchema: Sendable, MergeRules {
 
     /// Checks every operation of a change.
     ///
+    /// - Parameter allowingNewerFields: skip operations on fields this schema does not
+    ///   have (a received change written under a newer schema; the store holds them).
     /// - Throws: ``ModelError`` naming the change and the first bad operation.
-    public func validate(_ change: Change) throws(ModelError) {
-        for op in change.ops {
+    public func validate(_ change: Change, allowingNewerFields: Bool = false) throws(ModelError) {
+        for op in change.ops where !allowingNewerFields || knows(op.field) {
             do {
                 try validate(op)
             } catch {

@@ -324,6 +324,16 @@ public actor Node: Service {
             logger.warning(
                 "peer sent changes that were refused", metadata: ["peer": "\(peer)", "first": "\(outcome.refused[0])"])
         }
+        let ownSchema = UInt64(store.schema.version)
+        let peerSchema = outcome.summary.peerSchemaVersion
+        if peerSchema > ownSchema {
+            metadata["peer_schema"] = "\(peerSchema)"
+            logger.warning(
+                "peer follows a newer case schema: what it writes to fields this node lacks is held here until this node upgrades",
+                metadata: ["peer": "\(peer)", "peer_schema": "\(peerSchema)", "schema": "\(ownSchema)"])
+        } else if peerSchema != 0, peerSchema < ownSchema {
+            metadata["peer_schema"] = "\(peerSchema)"
+        }
         NodeMetrics.record(outcome, peer: peer, dialled: dialled, duration: ContinuousClock.now - started)
         if let error = outcome.error {
             metadata["error"] = "\(error)"

@@ -117,6 +117,7 @@ public enum CaseRendering {
             "applied": .number(Int64(report.applied)),
             "duplicates": .number(Int64(report.duplicates)),
             "pending": .number(Int64(report.deferred)),
+            "held_for_newer_schema": .number(Int64(report.heldForNewerSchema)),
             "rejected": .array(
                 report.rejected.map {
                     .object([

@@ -13,6 +13,8 @@ public struct StoreFigures: Hashable, Sendable {
     public var quarantined: Int
     /// Changes waiting for their causal dependencies.
     public var pending: Int
+    /// Changes with operations held for a newer case schema than this node's.
+    public var heldForNewerSchema: Int
     /// Cases purged from this node (tombstones kept).
     public var purged: Int
     /// The change log's length.
@@ -40,6 +42,7 @@ extension CaseStore {
                 quarantined: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM quarantine WHERE resolvedAt IS NULL")
                     ?? 0,
                 pending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0,
+                heldForNewerSchema: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM heldChange") ?? 0,
                 purged: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM caseTombstone") ?? 0,
                 logLength: UInt64(
                     max(

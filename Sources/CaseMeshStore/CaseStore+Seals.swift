@@ -344,6 +344,10 @@ extension CaseStore {
     public static let maximumQuarantineRows: Int64 = 100_000
     /// The most bytes of refused change bodies it keeps (beyond, entries keep none).
     public static let maximumQuarantineBytes: Int64 = 64 << 20
+    /// The most changes held for a newer case schema, and their bytes: past them a
+    /// change is refused for now (fetched again after the upgrade), not dropped.
+    public static let maximumHeldRows: Int64 = 200_000
+    public static let maximumHeldBytes: Int64 = 256 << 20
 }
 
 extension ApplySession {

@@ -722,7 +722,11 @@ extension CaseStore {
         }
         var restricted = change
         for (index, op) in change.ops.enumerated() {
-            let covered = categories.contains(schema.category(of: op.field))
+            // A field from a newer schema has a category this node cannot know: it
+            // goes only to an institution covered for every category.
+            let covered =
+                schema.knows(op.field)
+                ? categories.contains(schema.category(of: op.field)) : categories.count == allCategories
             // A withheld access-log entry was destroyed at the end of its retention
             // period: nobody has more of it, so it goes on as it is.
             if op.isWithheld, op.field != CaseStore.accessLogField {

@@ -41,12 +41,14 @@ public struct CaseStore: Sendable {
                 code: .notInitialized, message: "the data directory holds no replica; run 'casemesh init' first")
         }
         let storedVersion: Int = info["schemaVersion"]
-        guard storedVersion == schema.version else {
+        guard storedVersion <= schema.version else {
             throw StoreError(
                 code: .schemaMismatch,
-                message: "the store follows case schema version \(storedVersion), this build version \(schema.version)")
+                message: "the store follows case schema \(storedVersion), newer than schema \(schema.version) of this "
+                    + "casemesh: install the newer casemesh (or its schema with 'casemesh schema install')")
         }
         replicaID = try ReplicaID(info["replicaID"] as String)
+        if storedVersion < schema.version { try upgradeSchema() }
     }
 
     static func configuration() -> Configuration {
@@ -71,7 +73,7 @@ public struct CaseStore: Sendable {
     ///
     /// - Throws: ``StoreError`` `alreadyInitialized` when the directory already holds one.
     public static func create(
-        directory: String, replicaID: ReplicaID, schema: CaseSchema = .bundled, clock: any WallClock = SystemWallClock()
+        directory: String, replicaID: ReplicaID, schema: CaseSchema? = nil, clock: any WallClock = SystemWallClock()
     ) throws(StoreError) -> CaseStore {
         let path = (directory as NSString).appendingPathComponent(databaseFileName)
         if FileManager.default.fileExists(atPath: path) {
@@ -91,32 +93,39 @@ public struct CaseStore: Sendable {
                 ?? "check that its parent folders exist, are folders and are writable"
             throw StoreError(code: .database, message: "cannot create the data directory \(directory): \(reason)")
         }
+        let followed: CaseSchema
+        if let schema { followed = schema } else { followed = try Self.schema(forDirectory: directory) }
         return try wrapDatabaseErrors {
             let pool = try DatabasePool(path: path, configuration: configuration())
-            try initialize(pool, replicaID: replicaID, schema: schema, clock: clock)
+            try initialize(pool, replicaID: replicaID, schema: followed, clock: clock)
             return try CaseStore(
-                writer: pool, schema: schema, clock: clock, spill: AccessSpill.open(directory: directory))
+                writer: pool, schema: followed, clock: clock, spill: AccessSpill.open(directory: directory))
         }
     }
 
-    /// Opens the replica in `directory`, applying any pending store migrations.
+    /// Opens the replica in `directory`, applying any pending store migrations, and
+    /// moving it to a newer case schema (merging what it held for it).
     ///
+    /// - Parameter schema: the case schema to follow; by default the directory's
+    ///   (``schema(forDirectory:)``).
     /// - Throws: ``StoreError`` `notInitialized` when there is none.
     public static func open(
-        directory: String, schema: CaseSchema = .bundled, clock: any WallClock = SystemWallClock()
+        directory: String, schema: CaseSchema? = nil, clock: any WallClock = SystemWallClock()
     ) throws(StoreError) -> CaseStore {
         let path = (directory as NSString).appendingPathComponent(databaseFileName)
         guard FileManager.default.fileExists(atPath: path) else {
             throw StoreError(
                 code: .notInitialized, message: "no replica in \(directory); run 'casemesh init --replica ID' first")
         }
+        let followed: CaseSchema
+        if let schema { followed = schema } else { followed = try Self.schema(forDirectory: directory) }
         func openPool() throws(StoreError) -> CaseStore {
             try wrapDatabaseErrors {
                 let pool = try DatabasePool(path: path, configuration: configuration())
                 try Migrations.refuseNewer(pool, directory: directory)
                 try Migrations.migrator.migrate(pool)
                 return try CaseStore(
-                    writer: pool, schema: schema, clock: clock, spill: AccessSpill.open(directory: directory))
+                    writer: pool, schema: followed, clock: clock, spill: AccessSpill.open(directory: directory))
             }
         }
         do {

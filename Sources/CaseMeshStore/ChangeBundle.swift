@@ -72,9 +72,8 @@ public struct ChangeBundle: Sendable {
     /// The changes inside are returned undecoded: each is decoded and checked on its
     /// own, so one bad change does not spoil the others.
     ///
-    /// - Parameter expectedSchemaVersion: the schema version this replica follows.
-    /// - Throws: ``StoreError`` `corrupt` or `schemaMismatch`.
-    public init(decoding bytes: [UInt8], expectedSchemaVersion: Int) throws(StoreError) {
+    /// - Throws: ``StoreError`` `corrupt`.
+    public init(decoding bytes: [UInt8]) throws(StoreError) {
         guard bytes.count >= Self.magic.count + 32, bytes.starts(with: Self.magic) else {
             throw StoreError(code: .corrupt, message: "not a CaseMesh change bundle")
         }
@@ -91,14 +90,13 @@ public struct ChangeBundle: Sendable {
                     code: .corrupt, message: "bundle format \(format) is not supported (expected \(Self.formatVersion))"
                 )
             }
+            // Any case schema version: changes to fields this replica's schema lacks
+            // are held until it upgrades (CaseStore+Upgrade.swift).
             let schemaVersion = try reader.readVarint()
-            guard schemaVersion == UInt64(expectedSchemaVersion) else {
-                throw StoreError(
-                    code: .schemaMismatch,
-                    message:
-                        "the bundle follows case schema version \(schemaVersion), this replica version \(expectedSchemaVersion)"
-                )
+            guard (1...UInt64(Int32.max)).contains(schemaVersion) else {
+                throw StoreError(code: .corrupt, message: "the bundle names case schema version \(schemaVersion)")
             }
+            self.schemaVersion = Int(schemaVersion)
             createdAtMillis = try reader.readNumber("creation time")
             source = try ReplicaID(reader.readString())
             let recipientText = try reader.readString()
@@ -121,7 +119,6 @@ public struct ChangeBundle: Sendable {
             }
             self.certificates = certificates
             try reader.expectEnd()
-            self.schemaVersion = Int(schemaVersion)
             self.changes = changes
         } catch let error as StoreError {
             throw error

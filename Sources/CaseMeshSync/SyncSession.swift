@@ -182,13 +182,15 @@ public struct SyncSession: Sendable {
 
     private mutating func handleHello(_ hello: SyncMessage.Hello) -> [Action] {
         guard hello.protocolVersion == configuration.protocolVersion else {
+            let older = hello.protocolVersion < configuration.protocolVersion ? "peer" : "this node"
             return refuse(
-                .incompatible("protocol version \(hello.protocolVersion), expected \(configuration.protocolVersion)"))
+                .incompatible(
+                    "the peer speaks sync protocol \(hello.protocolVersion), this node \(configuration.protocolVersion): "
+                        + "upgrade casemesh on the \(older)"))
         }
-        guard hello.schemaVersion == configuration.schemaVersion else {
-            return refuse(
-                .incompatible("case schema version \(hello.schemaVersion), expected \(configuration.schemaVersion)"))
-        }
+        // Case schema versions may differ (institutions upgrade on different days):
+        // a node holds what a newer schema writes until it upgrades (CaseStore+Upgrade).
+        summary.peerSchemaVersion = hello.schemaVersion
         guard hello.replica == peer else {
             return refuse(.identityMismatch(claimed: hello.replica, certified: peer))
         }
@@ -318,6 +320,8 @@ public struct SyncSession: Sendable {
 /// What one sync session moved.
 public struct SyncSummary: Hashable, Sendable {
     public var peerLogIdentity = ""
+    /// The case schema version the peer follows (0 until its hello).
+    public var peerSchemaVersion: UInt64 = 0
     public var batchesReceived = 0
     public var changesReceived = 0
     public var changesApplied = 0

@@ -167,8 +167,7 @@ import Testing
         // An altered copy of a sealed bundle (checksum recomputed) is refused too.
         try Binary.ok(["changes", "export", "--out", root + "/sealed.cmb"] + laptop + laptopTLS)
         var bundle = try ChangeBundle(
-            decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/sealed.cmb"))),
-            expectedSchemaVersion: CaseSchema.bundled.version)
+            decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: root + "/sealed.cmb"))))
         let risk = FieldKey(entity: "case", field: "riskLevel")
         let target = try #require(
             try bundle.changes.firstIndex { try Change(decoding: $0).ops.contains { $0.field == risk } })

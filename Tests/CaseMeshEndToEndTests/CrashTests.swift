@@ -210,14 +210,19 @@ import Testing
         // way a supervisor kills a process that does not stop, while the backtracer
         // (which takes seconds) still runs.
         let children = "/proc/\(pid)/task/\(pid)/children"
+        var backtracers: [pid_t] = []
         #expect(
             eventually(10) {
-                !((try? String(contentsOfFile: children, encoding: .utf8)) ?? "").trimmingCharacters(
-                    in: .whitespacesAndNewlines
-                ).isEmpty
+                backtracers = ((try? String(contentsOfFile: children, encoding: .utf8)) ?? "").split(
+                    separator: " "
+                ).compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                return !backtracers.isEmpty
             })
+        // Whatever happens below, the backtracer does not outlive the test.
+        defer { for child in backtracers { kill(child, SIGKILL) } }
         kill(pid, SIGKILL)
-        first.process.waitUntilExit()
+        // Bounded: a killed process whose exit is not seen fails the test, not hangs it.
+        #expect(eventually(30) { !first.process.isRunning }, "the killed node exited")
 
         // Restarted at once on the same two ports, it serves both.
         let second = try NodeProcess(

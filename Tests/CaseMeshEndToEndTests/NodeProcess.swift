@@ -75,12 +75,22 @@ final class NodeProcess {
     private let stdout: Pipe
     private var pending: [[String: Any]] = []
 
+    /// One line of `serve`'s standard output, waiting at most 20 s in all: each read
+    /// waits in poll() for what is left of the deadline, so a node that stops
+    /// printing (hung, or stopped by a signal) cannot hold the test.
     private static func readLine(_ pipe: Pipe) -> [String: Any]? {
         var line = Data()
+        let descriptor = pipe.fileHandleForReading.fileDescriptor
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            let byte = pipe.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data("\n".utf8) { break }
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { break }
+            var wanted = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&wanted, 1, Int32(min(left, 20) * 1000) + 1)
+            if ready < 0 && errno == EINTR { continue }
+            guard ready > 0 else { break }
+            var byte: UInt8 = 0
+            guard read(descriptor, &byte, 1) == 1, byte != UInt8(ascii: "\n") else { break }
             line.append(byte)
         }
         return try? JSONSerialization.jsonObject(with: line) as? [String: Any]

@@ -49,7 +49,9 @@ import Testing
         #expect(try eventually(20) { try http.call("GET", "/health?sync_age=3").status == 200 })
         let healthy = try http.call("GET", "/health?sync_age=3")
         let checks = healthy.json["checks"] as? [String: Any] ?? [:]
-        #expect(Set(checks.keys).isSuperset(of: ["store", "peers", "certificate", "crl", "quarantine", "pending"]))
+        #expect(
+            Set(checks.keys).isSuperset(of: ["store", "peers", "certificate", "crl", "quarantine", "pending", "schema"])
+        )
         #expect(try http.call("GET", "/health?sync_age=banana").status == 400)
 
         // Metrics, on both listeners, count the sync that sent the shared case.

@@ -75,12 +75,19 @@ import Testing
         var futureClock = unknownField
         futureClock.ops = [.assign(FieldKey(entity: "case", field: "r1"), .string("x"))]
         futureClock.hlc = HybridTimestamp(physical: SystemWallClock().nowMillis() + 3 * 86_400_000)
-        let report = try store.apply([unknownField, futureClock] + history.changes)
+        var wrongValue = unknownField
+        wrongValue.ops = [.append(FieldKey(entity: "case", field: "tags"), "x")]
+        let report = try store.apply([wrongValue, futureClock] + history.changes)
         #expect(report.rejected.count == 2)
-        #expect(report.rejected.contains { $0.reason.contains("unknown field") })
+        #expect(report.rejected.contains { $0.reason.contains("cannot append to") })
         #expect(report.rejected.contains { $0.reason.contains("ahead of the local clock") })
         #expect(report.applied == history.changes.count)
         #expect(throws: StoreError.self) { try store.snapshot(of: other) }
+        // A field the schema lacks is not refused: a newer schema's, held (SchemaUpgradeTests).
+        var opening = unknownField
+        opening.ops.insert(.insert(FieldKey(entity: "case", field: "participants"), "rogue"), at: 0)
+        let held = try store.apply([opening])
+        #expect(held.rejected.isEmpty && held.heldForNewerSchema == 1, "\(held.rejected)")
         #expect(try store.snapshot(of: history.caseID).fields == history.deliver(history.changes).fields)
     }
 

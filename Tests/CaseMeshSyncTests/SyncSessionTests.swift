@@ -119,13 +119,24 @@ let sampleChanges = RandomHistory(seed: 77).changes
             isFailure(fourth.receive(.batch(.init(logIdentity: "other", changes: [], nextCursor: 2, isFinal: false)))))
     }
 
-    @Test func incompatibleSchemaIsRefusedWithAReason() {
-        var session = session()
-        let actions = session.receive(
-            .hello(.init(protocolVersion: 2, schemaVersion: 2, replica: peer, logIdentity: "remote")))
+    @Test func anOlderProtocolIsRefusedNamingBothVersionsButSchemasMayDiffer() {
+        var older = session()
+        let actions = older.receive(
+            .hello(.init(protocolVersion: 1, schemaVersion: 1, replica: peer, logIdentity: "remote")))
         #expect(
-            actions.contains(.send(.refusal(.init(reason: "incompatible peer: case schema version 2, expected 1")))))
-        #expect(session.isEnded)
+            actions.contains(
+                .send(
+                    .refusal(
+                        .init(
+                            reason:
+                                "incompatible peer: the peer speaks sync protocol 1, this node 2: upgrade casemesh on the peer"
+                        )))))
+        #expect(older.isEnded)
+        // Another case schema is no reason to refuse: the session goes on.
+        var newer = session()
+        _ = newer.receive(.hello(.init(protocolVersion: 2, schemaVersion: 7, replica: peer, logIdentity: "remote")))
+        #expect(!newer.isEnded)
+        #expect(newer.summary.peerSchemaVersion == 7)
     }
 
     @Test func serverKeepsAtMostTheWindowInFlight() {

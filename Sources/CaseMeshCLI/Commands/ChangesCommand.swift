@@ -106,7 +106,7 @@ extension ChangesCommand {
                 throw CLIError(message: "cannot read \(file): \(error.localizedDescription)")
             }
             let bundle = try CLIError.wrap {
-                try ChangeBundle(decoding: bytes, expectedSchemaVersion: store.schema.version)
+                try ChangeBundle(decoding: bytes)
             }
             // Every change must carry a valid seal of its origin, as from a sync peer:
             // signers are verified against the CA (or already known here).
@@ -178,7 +178,11 @@ extension ChangesCommand {
                 emit(
                     "imported \(bundle.changes.count) changes from \(bundle.source): \(report.applied) applied, "
                         + "\(report.duplicates) already held, \(report.deferred) waiting for earlier changes, "
-                        + "\(reasons.count) refused")
+                        + "\(reasons.count) refused"
+                        + (report.heldForNewerSchema == 0
+                            ? ""
+                            : "; \(report.heldForNewerSchema) write fields of a newer case schema than this node's "
+                                + "\(store.schema.version), held until it upgrades (casemesh schema)"))
             }
             // A bundle may carry the end of this institution's right to a case.
             let purged = try CLIError.wrap { try store.purgeUnentitledCases() }

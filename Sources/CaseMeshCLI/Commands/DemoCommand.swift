@@ -60,8 +60,7 @@ private struct Demo {
         let path = root + "/\(name).cmb"
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
         let read = try ChangeBundle(
-            decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))),
-            expectedSchemaVersion: target.schema.version)
+            decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))))
         let report = try target.apply(read.changes.map { (try Change(decoding: $0), $0) })
         say(
             "  \(name): \(read.changes.count) changes carried to \(target.replicaID): "

@@ -21,6 +21,7 @@ struct StatusCommand: ParsableCommand {
         let figures = try CLIError.wrap { try store.figures() }
         let peers = try CLIError.wrap { try store.peerStates() }
         let held = try CLIError.wrap { try store.restoreHold() }
+        let newer = try CLIError.wrap { try store.heldForNewerSchema() }
         let now = SystemWallClock().nowMillis()
         var expiry: Date?
         if let cert {
@@ -37,6 +38,10 @@ struct StatusCommand: ParsableCommand {
                 "quarantined": .number(Int64(figures.quarantined)), "pending": .number(Int64(figures.pending)),
                 "purged": .number(Int64(figures.purged)), "log_changes": .number(Int64(clamping: figures.logLength)),
                 "store_bytes": .number(figures.storeBytes),
+                "schema": .number(Int64(store.schema.version)),
+                "held_for_newer_schema": .object([
+                    "changes": .number(Int64(newer.changes)), "fields": .array(newer.fields.map(JSONValue.string)),
+                ]),
                 "peers": .array(
                     peers.map { peer in
                         .object([
@@ -61,6 +66,12 @@ struct StatusCommand: ParsableCommand {
             "changes      \(figures.logLength) in the log, \(figures.pending) pending, \(figures.quarantined) quarantined"
         )
         emit("store        \(ByteCountFormatter.string(fromByteCount: figures.storeBytes, countStyle: .file))")
+        emit(
+            "schema       case schema \(store.schema.version)"
+                + (newer.changes == 0
+                    ? ""
+                    : "; \(newer.changes) changes hold fields of a newer schema (\(newer.fields.joined(separator: ", "))): "
+                        + "upgrade this node"))
         if let expiry {
             emit(
                 "certificate  expires \(CaseRendering.time(.init(physical: UInt64(max(0, expiry.timeIntervalSince1970 * 1000))))) (\(Int(expiry.timeIntervalSinceNow / 86_400)) days)"

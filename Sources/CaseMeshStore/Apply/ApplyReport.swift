@@ -38,6 +38,9 @@ public struct ApplyReport: Hashable, Sendable {
     /// Changes refused only for now (a timestamp too far ahead of this node's clock):
     /// they must be received again later, so the pull cursor is not moved past them.
     public var heldBack = 0
+    /// Applied changes with operations on fields of a newer case schema than this
+    /// node's: those operations are held until it upgrades (the rest merged).
+    public var heldForNewerSchema = 0
     /// For a pulled batch: whether the stored pull cursor was kept where it was (this
     /// batch, or an earlier one of the session, held a change back), and where it is.
     public var cursorHeld = false
@@ -56,5 +59,6 @@ public struct ApplyReport: Hashable, Sendable {
         restored += other.restored
         departures += other.departures
         heldBack += other.heldBack
+        heldForNewerSchema += other.heldForNewerSchema
     }
 }

@@ -33,6 +33,8 @@ final class ApplySession {
     var receiver: ReplicaID?
     /// Unresolved quarantine entries and their body bytes, once looked up.
     private var quarantineUsage: (rows: Int64, bytes: Int64)?
+    /// Changes held for a newer schema and their body bytes, once looked up.
+    private var heldUsage: (rows: Int64, bytes: Int64)?
     private var institutionNames: [ReplicaID: String] = [:]
     private var segment = ChangeLogSegment()
     private var nextArrival: Int64
@@ -432,6 +434,50 @@ final class ApplySession {
         ])
     }
 
+    // MARK: Changes from a newer schema
+
+    /// The indices of a change's operations on fields this node's schema lacks: the
+    /// change was written under a newer schema. They wait in `heldChange` until this
+    /// node upgrades; the rest of the change merges now, and the whole change goes
+    /// into the log, so peers (upgraded or not) receive it from here.
+    func heldOperations(of change: Change) -> [Int] {
+        change.ops.indices.filter { !change.ops[$0].isWithheld && !schema.knows(change.ops[$0].field) }
+    }
+
+    /// Why a change with operations to hold cannot be held now (the held area is
+    /// full: a node far behind its consortium's schema must upgrade), or nil.
+    private func heldAreaRefusal(_ change: Change, body: [UInt8]) throws -> String? {
+        let newer = heldOperations(of: change)
+        guard !newer.isEmpty else { return nil }
+        if heldUsage == nil {
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM heldChange")
+            heldUsage = (row?[0] ?? 0, row?[1] ?? 0)
+        }
+        guard
+            heldUsage!.rows >= CaseStore.maximumHeldRows
+                || heldUsage!.bytes + Int64(body.count) > CaseStore.maximumHeldBytes
+        else { return nil }
+        return "change \(change.caseID) \(change.dot) writes \(change.ops[newer[0]].field), which case schema "
+            + "\(schema.version) of this node does not have, and \(heldUsage!.rows) changes already wait for this node "
+            + "to upgrade: upgrade it (casemesh schema install, or a newer casemesh)"
+    }
+
+    /// Merges the held operations of one change now that the schema has their
+    /// fields (``CaseStore`` runs this at an upgrade, in the order they were held).
+    ///
+    /// - Returns: the indices still held (fields even this schema lacks).
+    func mergeHeld(_ change: Change, operations: [Int]) throws -> [Int] {
+        guard let caseRef = try caseRef(change.caseID, create: false) else { return [] }
+        let valid = operations.filter { change.ops.indices.contains($0) }
+        let now = Set(valid.filter { schema.knows(change.ops[$0].field) })
+        if !now.isEmpty {
+            for index in now { try schema.validate(change.ops[index]) }
+            try merge(change, caseRef: caseRef, only: now)
+            touchedCases.insert(caseRef)
+        }
+        return valid.filter { !now.contains($0) }
+    }
+
     // MARK: Received changes
 
     /// Receives one change: validates it, applies it when its dependencies are
@@ -441,7 +487,8 @@ final class ApplySession {
     ) throws {
         do {
             try change.validateStructure()
-            try schema.validate(change)
+            // Operations on fields this schema lacks come from a newer one: held, below.
+            try schema.validate(change, allowingNewerFields: true)
         } catch let error as CRDTError {
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
             return
@@ -457,6 +504,12 @@ final class ApplySession {
             // fetched again (the pull cursor does not move past it).
             report.heldBack += 1
             report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: error.message))
+            return
+        }
+        if let reason = try heldAreaRefusal(change, body: body) {
+            // Refused for now, like a fast clock: fetched again once this node upgrades.
+            report.heldBack += 1
+            report.rejected.append(.init(caseID: change.caseID, dot: change.dot, reason: reason))
             return
         }
         // A case is created only by a change that can apply now, so changes waiting
@@ -507,7 +560,9 @@ final class ApplySession {
             return
         }
         guard let caseRef = try existing ?? caseRef(change.caseID, create: true) else { return }
-        try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf)
+        if try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf) {
+            report.heldForNewerSchema += 1
+        }
         report.applied += 1
         report.appliedOperations += change.ops.count
     }
@@ -548,7 +603,9 @@ final class ApplySession {
                 if !held.contains(change.dot), let reason = try writerRefusal(change, caseRef: caseRef) {
                     try refuseWriter(change, body: body, reason: reason, report: &report)
                 } else if !held.contains(change.dot) {
-                    try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf)
+                    if try apply(change, body: body, caseRef: caseRef, sealRef: sealRef, leaf: leaf) {
+                        report.heldForNewerSchema += 1
+                    }
                     report.applied += 1
                     report.appliedOperations += change.ops.count
                 }
@@ -569,8 +626,26 @@ final class ApplySession {
 
     /// Applies a change whose dependencies are all held: appends it to the log and
     /// merges it into the cached state, all operations or none.
-    private func apply(_ change: Change, body: [UInt8], caseRef: Int64, sealRef: Int64 = 0, leaf: Int = 0) throws {
+    ///
+    /// - Returns: whether operations of it are held for a newer schema.
+    @discardableResult
+    private func apply(_ change: Change, body: [UInt8], caseRef: Int64, sealRef: Int64 = 0, leaf: Int = 0) throws
+        -> Bool
+    {
         try merge(change, caseRef: caseRef)
+        let newer = heldOperations(of: change)
+        if !newer.isEmpty {
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO heldChange (caseKey, origin, seq, body, operations) VALUES (?, ?, ?, ?, ?)"
+            ).execute(arguments: [
+                change.caseID.rawValue, change.origin.rawValue, Int64(clamping: change.seq), Data(body),
+                newer.map(String.init).joined(separator: ","),
+            ])
+            if db.changesCount > 0, heldUsage != nil {
+                heldUsage!.rows += 1
+                heldUsage!.bytes += Int64(body.count)
+            }
+        }
         for case .insert(let field, let institution) in change.ops where field == Entitlement.participants {
             try db.cachedStatement(
                 sql: "INSERT OR IGNORE INTO participantGrant (caseRef, institution, originRef, seq) VALUES (?, ?, ?, ?)"
@@ -585,18 +660,22 @@ final class ApplySession {
         if change.hlc > clock.latest {
             try clock.observe(change.hlc, wallMillis: max(wallMillis, change.hlc.physical))
         }
+        return !newer.isEmpty
     }
 
     /// Merges a change into the cached field states and version vector.
     ///
     /// Every operation is checked against its field's state before any is applied,
     /// so the in-place updates below cannot stop halfway.
-    private func merge(_ change: Change, caseRef: Int64) throws {
+    ///
+    /// Operations on fields this node's schema lacks are skipped (held, see
+    /// ``heldOperations(of:)``); with `only`, just the operations at those indices merge.
+    private func merge(_ change: Change, caseRef: Int64, only: Set<Int>? = nil) throws {
         var keys: [StateKey?] = []
         keys.reserveCapacity(change.ops.count)
-        for op in change.ops {
+        for (index, op) in change.ops.enumerated() {
             // A withheld operation changes nothing here (not even an empty state).
-            guard !op.isWithheld else {
+            guard !op.isWithheld, schema.knows(op.field), only?.contains(index) ?? true else {
                 keys.append(nil)
                 continue
             }
@@ -621,7 +700,9 @@ final class ApplySession {
             if SummaryRow.isListed(op.field) { cache.listingDirtyCases.insert(caseRef) }
         }
         if cache.versions[caseRef] == nil { _ = try version(ofCase: caseRef) }
-        cache.versions[caseRef]![change.origin] = change.seq
+        // Held operations merge after later changes of their origin: the version
+        // vector has held the change since it first applied.
+        if only == nil { cache.versions[caseRef]![change.origin] = change.seq }
         cache.dirtyCases.insert(caseRef)
     }
 

@@ -71,7 +71,8 @@ struct LogTail {
         ofCase caseRef: Int64, fields: inout [FieldKey: FieldState], version: inout VersionVector, schema: CaseSchema
     ) throws {
         for change in changes(ofCase: caseRef) {
-            for (index, op) in change.ops.enumerated() where !op.isWithheld {
+            // Operations on fields this schema lacks are held, not merged (ApplySession).
+            for (index, op) in change.ops.enumerated() where !op.isWithheld && schema.knows(op.field) {
                 var state = fields[op.field] ?? .empty(for: op)
                 try state.apply(op, index: index, of: change, semantics: schema.setSemantics(for: op.field))
                 fields[op.field] = state

@@ -35,6 +35,9 @@ enum Migrations {
         migrator.registerMigration("0008-listing-index") { db in
             try db.execute(sql: String(decoding: PackageResources._008_listing_index_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0009-held-for-newer-schema") { db in
+            try db.execute(sql: String(decoding: PackageResources._009_held_for_newer_schema_sql, as: UTF8.self))
+        }
         return migrator
     }
 
