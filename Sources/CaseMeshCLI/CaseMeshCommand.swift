@@ -20,7 +20,7 @@ public struct CaseMeshCommand: AsyncParsableCommand {
             ServeCommand.self, SyncCommand.self, PeersCommand.self, HarnessCommand.self, DemoCommand.self,
             BenchCommand.self, AuditCommand.self, QuarantineCommand.self, StaffCommand.self, IntakeKeyCommand.self,
             StatusCommand.self, CheckCommand.self, BackupCommand.self, RestoreCommand.self, ReloadCommand.self,
-            ReportCommand.self, SchemaCommand.self,
+            ReportCommand.self, SchemaCommand.self, DirectoryCommand.self,
         ]
     )
 

@@ -449,7 +449,9 @@ struct API: Sendable {
         // household; one no route names waits in this node's own queue, marked.
         let own = store.replicaID.institution
         var routedTo: InstitutionID?
-        if let routing = configuration.intakeRouting {
+        // The routing file, or else the dongs the consortium directory's dong offices cover.
+        let covered = (try? store.memberDirectory())?.routes ?? [:]
+        if let routing = configuration.intakeRouting ?? (covered.isEmpty ? nil : IntakeRouting(routes: covered)) {
             if let dong = body["dong"]?.stringValue, let target = routing.institution(forDong: dong) {
                 if target != own { routedTo = target }
             } else {

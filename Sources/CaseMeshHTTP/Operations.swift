@@ -111,7 +111,7 @@ struct OperatorEndpoints: Sendable {
             let states = Dictionary(try store.peerStates().map { ($0.peer, $0) }, uniquingKeysWith: { a, _ in a })
             var peers: [JSONValue] = []
             var allSynced = true
-            for peer in node.configuration.peers {
+            for peer in node.peersToSync() {
                 let state = states[peer.replica]
                 let age = state?.lastSuccessAtMillis.map { nowMillis >= $0 ? Int64((nowMillis - $0) / 1000) : 0 }
                 let ok = age.map { $0 <= Int64(limits.syncAgeSeconds) } ?? false

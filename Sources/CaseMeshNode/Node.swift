@@ -30,7 +30,8 @@ public actor Node: Service {
     }
     public nonisolated let store: CaseStore
     public nonisolated let transport: SyncTransport
-    private nonisolated let logger: Logger
+    nonisolated let logger: Logger
+    nonisolated let directoryBox = DirectoryBox()
     private var failures: [ReplicaID: Int] = [:]
     private var activeConnections = 0
     /// The port the listener is bound to (useful with port 0), once listening.
@@ -74,6 +75,9 @@ public actor Node: Service {
         self.transport = transport
         self.logger = logger
         self.onListening = onListening
+        if let path = configuration.directory {
+            try loadDirectory(path, authority: credentials.authority)
+        }
     }
 
     /// Re-reads the certificate, key, CA and CRL (the files an operator replaced to
@@ -108,6 +112,7 @@ public actor Node: Service {
             next.key = reread.key
             next.authority = reread.authority
             next.revocationList = reread.revocationList
+            next.directory = reread.directory
             next.peers = reread.peers
             next.maximumConnections = reread.maximumConnections
             next.accessLogRetentionDays = reread.accessLogRetentionDays
@@ -131,6 +136,11 @@ public actor Node: Service {
                 throw NodeError("the new CRL was refused, the old files stay in use: \(error.message)")
             }
         }
+        if let path = next.directory {
+            do throws(NodeError) { try loadDirectory(path, authority: credentials.authority) } catch {
+                throw NodeError("the new consortium directory was refused, the old files stay in use: \(error.message)")
+            }
+        }
         do {
             try store.trustSigner(
                 credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
@@ -142,7 +152,9 @@ public actor Node: Service {
         let days = Int(credentials.certificateNotAfter.timeIntervalSinceNow / 86_400)
         let line =
             "reloaded the certificate, key, CA and CRL; the certificate expires in \(days) days; "
-            + "\(next.peers.count) peers" + notes.map { "; \($0)" }.joined()
+            + "\(next.peers.count) peers"
+            + (directory.map { "; consortium directory serial \($0.serial), \($0.members.count) members" } ?? "")
+            + notes.map { "; \($0)" }.joined()
         logger.notice("\(line)")
         warnOfExpiry()
         return line
@@ -316,7 +328,7 @@ public actor Node: Service {
             outcome = SyncRunner.Outcome(summary: SyncSummary(), error: .connectionLost(reason), refused: [])
         }
         var metadata: Logger.Metadata = [
-            "peer": "\(peer)", "received": "\(outcome.summary.changesReceived)",
+            "peer": "\(label(peer))", "received": "\(outcome.summary.changesReceived)",
             "applied": "\(outcome.summary.changesApplied)", "sent": "\(outcome.summary.changesSent)",
         ]
         if !outcome.refused.isEmpty {
@@ -375,7 +387,7 @@ public actor Node: Service {
             let reason = NetError.describing(error, address: "\(peer.host):\(peer.port)", listening: false).message
             try? store.recordSyncOutcome(peer: peer.replica, error: reason)
             NodeMetrics.recordUnreachable(peer.replica)
-            logger.warning("cannot reach peer", metadata: ["peer": "\(peer.replica)", "reason": "\(reason)"])
+            logger.warning("cannot reach peer", metadata: ["peer": "\(label(peer.replica))", "reason": "\(reason)"])
             return SyncRunner.Outcome(summary: SyncSummary(), error: .unreachable(reason), refused: [])
         }
     }
@@ -403,7 +415,7 @@ public actor Node: Service {
         }
     }
 
-    /// Syncs with every configured peer in turn, each round starting one interval
+    /// Syncs with every peer in turn (``peersToSync()``), each round starting one interval
     /// (± 20% jitter) after the last one started; a failing peer is retried after an
     /// exponentially longer wait (at most 32×).
     private func syncLoop() async {
@@ -413,7 +425,10 @@ public actor Node: Service {
         let origin = clock.now
         func elapsed() -> Double { (clock.now - origin).seconds }
         while !Task.isCancelled {
-            for peer in configuration.peers where schedule.isDue(peer.replica, at: elapsed()) {
+            refreshDirectory()
+            let peers = peersToSync()
+            logger.trace("sync round", metadata: ["peers": "\(peers.map(\.replica))"])
+            for peer in peers where schedule.isDue(peer.replica, at: elapsed()) {
                 if Task.isCancelled { return }
                 let started = elapsed()
                 _ = await sync(with: peer)

@@ -37,6 +37,9 @@ public struct NodeConfiguration: Sendable {
     public var key = ""
     public var authority = ""
     public var revocationList: String?
+    /// The consortium directory published by the CA (`casemesh-ca directory`):
+    /// checked against the CA, installed in the data directory, re-read like the CRL.
+    public var directory: String?
     public var peers: [Peer] = []
     /// Seconds between sync rounds (jittered ±20%, backed off exponentially per failing peer).
     public var intervalSeconds: Double = 30
@@ -116,6 +119,7 @@ public struct NodeConfiguration: Sendable {
         case "key": self.key = value
         case "ca": authority = value
         case "crl": revocationList = value
+        case "directory": directory = value
         case "peer": peers.append(try Peer(parsing: value))
         case "interval":
             guard let seconds = Double(value), seconds > 0 else {

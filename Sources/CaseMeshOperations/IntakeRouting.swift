@@ -3,7 +3,8 @@ import Foundation
 
 /// Where a city-level node sends the reports its intake channels bring: the dong
 /// administrative welfare centre that covers the household's dong (`serve
-/// --intake-routing FILE`), until the consortium directory carries the mapping.
+/// --intake-routing FILE`, or else the dongs the consortium directory's dong
+/// offices cover).
 ///
 /// The file is JSON: `{"routes": {"중앙동": "dongducheon.jungang-dong", …}}`.
 public struct IntakeRouting: Sendable {

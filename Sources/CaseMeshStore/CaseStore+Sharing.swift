@@ -6,8 +6,8 @@ extension CaseStore {
     /// The institutions this node knows to exist: its own, and those of every node
     /// whose change it holds or whose certificate it verified.
     ///
-    /// Until the consortium's signed directory of member institutions exists, this is
-    /// what a share is checked against, so that a typo (`mental-health` for
+    /// Without a consortium directory installed (``memberDirectory()``), this is what
+    /// a share is checked against, so that a typo (`mental-health` for
     /// `mental.centre`) does not make a participant of an institution nobody runs.
     public func knownInstitutions() throws(StoreError) -> Set<InstitutionID> {
         let own = replicaID.institution
@@ -22,9 +22,22 @@ extension CaseStore {
 
     /// Refuses an institution this node has never heard of, unless it is named in
     /// `allowingNew` (the operator vouches for it).
+    ///
+    /// With a consortium directory installed, the directory decides: an institution
+    /// not in it is refused whatever `allowingNew` says.
     public func requireKnown(
         _ institutions: [InstitutionID], allowingNew: Set<InstitutionID> = []
     ) throws(StoreError) {
+        if let directory = try memberDirectory() {
+            for institution in institutions where directory.member(institution) == nil {
+                throw StoreError(
+                    code: .invalidWrite,
+                    message: "\(institution) is not a member of the consortium directory (serial \(directory.serial), "
+                        + "\(directory.members.count) members): check the ID with 'casemesh directory show', or ask the "
+                        + "consortium to add it")
+            }
+            return
+        }
         let known = try knownInstitutions()
         for institution in institutions where !known.contains(institution) && !allowingNew.contains(institution) {
             throw StoreError(

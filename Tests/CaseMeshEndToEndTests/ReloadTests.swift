@@ -115,4 +115,73 @@ import Testing
         let bad = try Binary.run(["reload"] + consortium.data("dong"))
         #expect(bad.status != 0 && bad.stderr.contains("configuration was refused"), "\(bad.stderr)")
     }
+
+    /// Whether a TCP connection to this local port is established (from /proc/net/tcp).
+    static func established(toPort port: Int) -> Bool {
+        let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        let local = String(format: ":%04X", port)
+        return table.split(separator: "\n").contains { line in
+            let columns = line.split(separator: " ")
+            return columns.count > 3 && columns[1].hasSuffix(local) && columns[3] == "01"
+        }
+    }
+
+    @Test func aSyncInProgressCompletesAcrossAReload() throws {
+        let root = Binary.temporaryDirectory("reload-in-flight")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let tls = consortium.tls
+        try Binary.ok(["bench", "seed", "--cases", "1500", "--shared-with", "senior.centre"] + consortium.data("dong"))
+        let dongFiles = tls["dong"]!
+        func file(_ flag: String) -> String { dongFiles[dongFiles.firstIndex(of: flag)! + 1] }
+        let live = root + "/live"
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: file("--cert"), toPath: live + "/node.pem")
+        try FileManager.default.copyItem(atPath: file("--key"), toPath: live + "/node.key")
+        let dong = try NodeProcess(
+            consortium.data("dong") + [
+                "--cert", live + "/node.pem", "--key", live + "/node.key", "--ca", file("--ca"), "--crl", file("--crl"),
+            ], logPath: root + "/dong.log")
+        defer { dong.stop() }
+
+        // The senior centre starts pulling; it is stopped mid-session, the dong office
+        // reloads a renewed certificate, and the session goes on.
+        let client = Process()
+        client.executableURL = Binary.url
+        client.arguments =
+            ["sync", "--json"] + consortium.data("senior") + tls["senior"]! + [
+                "--peer", "dong.office/server=\(dong.address)",
+            ]
+        let output = Pipe()
+        client.standardOutput = output
+        client.standardError = FileHandle.nullDevice
+        try client.run()
+        #expect(eventually(20) { Self.established(toPort: dong.port) || !client.isRunning })
+        kill(client.processIdentifier, SIGSTOP)
+        let inFlight = Self.established(toPort: dong.port)
+        let renewed = try TestAuthority.shell(
+            "'\(TestAuthority.script)' renew '\(consortium.authority.directory)' dong.office/server --days 100")
+        let paths = renewed.output.split(separator: "\n").map(String.init)
+        for (from, to) in zip(paths, ["node.pem", "node.key"]) {
+            try FileManager.default.removeItem(atPath: live + "/" + to)
+            try FileManager.default.copyItem(atPath: from, toPath: live + "/" + to)
+        }
+        let reloaded = try Binary.run(["reload"] + consortium.data("dong"))
+        kill(client.processIdentifier, SIGCONT)
+        #expect(reloaded.status == 0 && reloaded.stdout.contains("expires in 99 days"), "\(reloaded.stderr)")
+        #expect(inFlight, "the session was in flight at the reload")
+        let report = output.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0, "\(String(decoding: report, as: UTF8.self))")
+        let listed = try JSONSerialization.jsonObject(
+            with: Data(try Binary.ok(["case", "list", "--json"] + consortium.data("senior")).utf8))
+        #expect((listed as? [[String: Any]])?.count == 1500, "every case arrived")
+        // New connections use the renewed certificate.
+        #expect(
+            try Binary.run(
+                ["sync"] + consortium.data("senior") + tls["senior"]! + [
+                    "--peer", "dong.office/server=\(dong.address)",
+                ]
+            ).status == 0)
+    }
 }

@@ -21,6 +21,9 @@ struct SeedCases: ParsableCommand {
     @OptionGroup var store: StoreOptions
     @Option(help: "Cases to open.") var cases = 10_000
     @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(
+        help: "An institution every case is shared with (a consent covering general data), to time sync to it.")
+    var sharedWith: String?
 
     func validate() throws {
         guard (1...1_000_000).contains(cases) else { throw ValidationError("--cases must be 1 to 1000000") }
@@ -39,6 +42,10 @@ struct SeedCases: ParsableCommand {
         let households = ["single-elderly", "elderly-couple", "single-adult", "single-parent", "grandparent-headed"]
         let dongs = ["중앙동", "생연1동", "생연2동", "보산동", "불현동", "송내동", "소요동", "상패동"]
         func key(_ text: String) throws -> FieldKey { try FieldKey(parsing: text) }
+        let sharing =
+            try sharedWith.map { name in
+                try CLIError.wrap { ConsentGrant(recipients: [try InstitutionID(name)]).ops() }
+            } ?? []
         let started = ContinuousClock.now
         let now = Date().timeIntervalSince1970
         let formatter = ISO8601DateFormatter()
@@ -65,7 +72,7 @@ struct SeedCases: ParsableCommand {
                     .append(try key("notes"), "초기 상담: \(name) 님 가구의 욕구를 확인했습니다."),
                 ]
             }
-            _ = try CLIError.wrap { try replica.openCase(ops: ops, using: &generator) }
+            _ = try CLIError.wrap { try replica.openCase(ops: ops + sharing, using: &generator) }
         }
         let seconds = (ContinuousClock.now - started).seconds
         emit(JSONValue.object(["cases": .number(Int64(cases)), "seconds": .double(seconds)]).text)

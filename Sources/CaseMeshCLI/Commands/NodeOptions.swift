@@ -9,13 +9,18 @@ struct NodeOptions: ParsableArguments, Sendable {
     @Option(help: "The replica's data directory (default ./casemesh-data).") var data: String?
     @Option(
         help:
-            "A configuration file of key = value lines (data, listen, cert, key, ca, crl, peer, interval, max-connections, idle-timeout, retention-days); flags win."
+            "A configuration file of key = value lines (data, listen, cert, key, ca, crl, directory, peer, interval, max-connections, idle-timeout, retention-days); flags win."
     )
     var config: String?
     @Option(help: "This node's certificate (PEM).") var cert: String?
     @Option(help: "This node's private key (PEM).") var key: String?
     @Option(help: "The consortium CA certificate (PEM).") var ca: String?
     @Option(help: "The consortium CA's revocation list (PEM).") var crl: String?
+    @Option(
+        help:
+            "The consortium directory (casemesh-ca directory): member institutions, their names and nodes; the nodes of institutions this node shares cases with are its peers."
+    )
+    var directory: String?
     @Option(name: .customLong("peer"), help: "A peer to sync with, REPLICA-ID=HOST:PORT (repeatable).")
     var peers: [String] = []
     @Option(help: "Days access-log entries are kept before they are destroyed (default 730).")
@@ -37,6 +42,7 @@ struct NodeOptions: ParsableArguments, Sendable {
             if let key { configuration.key = key }
             if let ca { configuration.authority = ca }
             if let crl { configuration.revocationList = crl }
+            if let directory { configuration.directory = directory }
             if !peers.isEmpty { configuration.peers = try peers.map { try NodeConfiguration.Peer(parsing: $0) } }
             if let interval { try configuration.set("interval", String(interval)) }
             if let maxConnections { try configuration.set("max-connections", String(maxConnections)) }

@@ -173,9 +173,6 @@ struct SyncCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try node.configuration()
-        guard !configuration.peers.isEmpty else {
-            throw CLIError(message: "no peers: give --peer REPLICA-ID=HOST:PORT")
-        }
         let logger = try node.logger("casemesh.sync")
         let store = try CLIError.wrap { try CaseStore.open(directory: configuration.dataDirectory) }
         let service: Node
@@ -186,9 +183,15 @@ struct SyncCommand: AsyncParsableCommand {
         } catch {
             throw CLIError(message: "\(error)")
         }
+        let peers = service.peersToSync()
+        guard !peers.isEmpty else {
+            throw CLIError(
+                message: "no peers: give --peer REPLICA-ID=HOST:PORT, or --directory with the consortium directory "
+                    + "(the nodes of the institutions this node shares cases with)")
+        }
         var failures: [String] = []
         var results: [JSONValue] = []
-        for peer in configuration.peers {
+        for peer in peers {
             let started = ContinuousClock.now
             let before = service.transport.traffic.totals
             // On a terminal, a live line of what has arrived (on standard error, so the
@@ -237,7 +240,7 @@ struct SyncCommand: AsyncParsableCommand {
         }
         if !failures.isEmpty {
             throw CLIError(
-                message: "sync failed with \(failures.count) of \(configuration.peers.count) peers: \(failures[0])")
+                message: "sync failed with \(failures.count) of \(peers.count) peers: \(failures[0])")
         }
     }
 }

@@ -225,7 +225,7 @@ struct WebApp: Sendable {
             let account = session.account
             var user: [String: Any] = [
                 "displayName": account.displayName, "roleName": call.t.role(account.role.rawValue),
-                "institution": store.replicaID.institution.rawValue, "isAdmin": account.role >= .admin,
+                "institution": institutionName(store.replicaID.institution.rawValue), "isAdmin": account.role >= .admin,
                 "navCases": page == "cases" || page == "case", "navConflicts": page == "conflicts",
                 "navSync": page == "sync",
             ]
@@ -243,7 +243,7 @@ struct WebApp: Sendable {
     /// On a node with peers that has not synced for two minutes: since when, and how
     /// many of its own edits have not gone out.
     func offlineBanner(_ t: WebCatalogue) -> String? {
-        guard let node = api.node, !node.configuration.peers.isEmpty, let states = try? store.peerStates() else {
+        guard let node = api.node, !node.peersToSync().isEmpty, let states = try? store.peerStates() else {
             return nil
         }
         let now = UInt64(Date().timeIntervalSince1970 * 1000)

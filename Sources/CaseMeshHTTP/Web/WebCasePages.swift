@@ -63,7 +63,14 @@ extension WebApp {
     }
 
     func writer(_ dot: Dot, _ hlc: HybridTimestamp, _ t: WebCatalogue) -> String {
-        "\(dot.origin.institution.rawValue) · \(t.time(millis: hlc.physical))"
+        "\(institutionName(dot.origin.institution.rawValue)) · \(t.time(millis: hlc.physical))"
+    }
+
+    /// An institution as screens show it: its Korean name from the consortium
+    /// directory (see ``CaseStore/memberDirectory()``), or its ID without one.
+    func institutionName(_ id: String) -> String {
+        guard let institution = try? InstitutionID(id), let directory = try? store.memberDirectory() else { return id }
+        return directory.name(of: institution)
     }
 
     /// When the case came in: the report's time, the opening time, or the first write.
@@ -142,8 +149,9 @@ extension WebApp {
             var row: [String: Any] = [
                 "id": summary.caseID.rawValue, "title": summary.title ?? t["untitled"], "stage": t.stage(summary.stage),
                 "risk": t.risk(summary.riskLevel), "riskCode": summary.riskLevel ?? "none",
-                "lead": text(snapshot, "leadInstitution") ?? "—", "manager": text(snapshot, "caseManager") ?? "—",
-                "participants": summary.participants.joined(separator: ", "),
+                "lead": text(snapshot, "leadInstitution").map(institutionName) ?? "—",
+                "manager": text(snapshot, "caseManager") ?? "—",
+                "participants": summary.participants.map(institutionName).joined(separator: ", "),
             ]
             if summary.openConflicts > 0 { row["conflicts"] = summary.openConflicts }
             if let since = intakeMillis(snapshot) {
@@ -235,7 +243,7 @@ extension WebApp {
                             }
                             var entry: [String: Any] = [
                                 "key": key.description, "kind": logKind(definition.name, t),
-                                "institution": item.id.dot.origin.institution.rawValue,
+                                "institution": institutionName(item.id.dot.origin.institution.rawValue),
                                 "at": t.time(millis: item.hlc.physical), "text": body,
                             ]
                             if let author { entry["account"] = author }
@@ -292,10 +300,10 @@ extension WebApp {
         var data: [String: Any] = [
             "id": caseID.rawValue, "caseID": caseID.rawValue, "title": text(snapshot, "title") ?? t["untitled"],
             "stage": t.stage(stage), "risk": t.risk(text(snapshot, "riskLevel")),
-            "riskCode": text(snapshot, "riskLevel") ?? "none", "lead": lead ?? "—",
+            "riskCode": text(snapshot, "riskLevel") ?? "none", "lead": lead.map(institutionName) ?? "—",
             "manager": text(snapshot, "caseManager") ?? "—", "groups": groups,
             "timeline": timeline.sorted { $0.0 > $1.0 }.map(\.1),
-            "participants": participants(snapshot), "consents": consents(snapshot, t),
+            "participants": participants(snapshot).map(institutionName), "consents": consents(snapshot, t),
             "canTake": stage == "discovery", "canShare": account.role >= .supervisor,
         ]
         if !conflicted.isEmpty { data["conflictCount"] = conflicted.count }
@@ -305,7 +313,8 @@ extension WebApp {
             data["showAccess"] = true
             data["access"] = try store.accessLog(of: caseID).suffix(50).reversed().map { item -> [String: Any] in
                 [
-                    "at": t.time(millis: item.occurredAtMillis), "institution": item.node.institution.rawValue,
+                    "at": t.time(millis: item.occurredAtMillis),
+                    "institution": institutionName(item.node.institution.rawValue),
                     "actor": item.record.actor, "action": t["access_action_\(item.record.action.rawValue)"],
                 ]
             }

@@ -31,7 +31,8 @@ extension WebApp {
                     .map { $0.element.dot.origin.institution.rawValue }
                 return [
                     "value": display(sibling.value, definition, t), "raw": sibling.value.description,
-                    "institution": sibling.dot.origin.institution.rawValue, "node": sibling.dot.origin.rawValue,
+                    "institution": institutionName(sibling.dot.origin.institution.rawValue),
+                    "node": sibling.dot.origin.rawValue,
                     "at": t.time(millis: sibling.hlc.physical), "provisional": position == 0,
                     "seen": t.format(
                         "seen_concurrent", ["others": Array(Set(others)).sorted().joined(separator: ", ")]),
@@ -75,8 +76,13 @@ extension WebApp {
         let caseID = try caseID(call)
         let snapshot = try store.read(caseID, recording: try entry(.read, call, via: "GET /cases/{id}/share"))
         let own = store.replicaID.institution.rawValue
-        var known = Set(try store.knownInstitutions().map(\.rawValue))
-        for peer in api.node?.configuration.peers ?? [] { known.insert(peer.replica.institution.rawValue) }
+        // With a consortium directory, its members are the institutions one may share with.
+        let directory = try store.memberDirectory()
+        var known = Set(
+            try directory.map { $0.members.map(\.id.rawValue) } ?? store.knownInstitutions().map(\.rawValue))
+        if directory == nil {
+            for peer in api.node?.peersToSync() ?? [] { known.insert(peer.replica.institution.rawValue) }
+        }
         known.remove(own)
         func choices(_ field: String, checked: Set<String>) -> [[String: Any]] {
             options(field, selected: nil, t).map { option in
@@ -89,11 +95,14 @@ extension WebApp {
         let parts = WebCatalogue.seoulCalendar.dateComponents([.year, .month, .day], from: until)
         let data: [String: Any] = [
             "caseID": caseID.rawValue, "caseTitle": text(snapshot, "title") ?? t["untitled"],
-            "known": known.sorted(), "bases": options("consent#c1.basis", selected: "consent", t),
+            "known": known.sorted().map { ["id": $0, "name": institutionName($0)] },
+            "directory": directory != nil, "bases": options("consent#c1.basis", selected: "consent", t),
             "purposes": choices("consent#c1.purposes", checked: ["case-management"]),
             "categories": choices("consent#c1.categories", checked: ["general"]),
             "defaultUntil": String(format: "%04d-%02d-%02d", parts.year ?? 2027, parts.month ?? 1, parts.day ?? 1),
-            "participants": participants(snapshot).filter { $0 != own },
+            "participants": participants(snapshot).filter { $0 != own }.map {
+                ["id": $0, "name": institutionName($0)]
+            },
         ]
         return render(call, "share", data, title: t["share_title"], page: "share", caseID: caseID.rawValue)
     }
@@ -115,7 +124,7 @@ extension WebApp {
             until: "\(date)T23:59:59+09:00", subject: "household", grantor: "subject")
         // The institutions of this node's configured peers are vouched for by its
         // operator; another one only when the supervisor says it is new.
-        var allowed = Set((api.node?.configuration.peers ?? []).map(\.replica.institution))
+        var allowed = Set((api.node?.peersToSync() ?? []).map(\.replica.institution))
         if form.first("allowNew") == "true" { allowed.insert(institution) }
         try store.share(
             caseID, grant: grant, allowingNew: allowed,
@@ -147,11 +156,12 @@ extension WebApp {
         let t = call.t
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         var states = Dictionary(uniqueKeysWithValues: try store.peerStates().map { ($0.peer, $0) })
-        let configured = api.node?.configuration.peers.map(\.replica) ?? []
+        let configured = api.node?.peersToSync().map(\.replica) ?? []
         let peers = Array(Set(configured).union(states.keys)).sorted().map { peer -> [String: Any] in
             let state = states.removeValue(forKey: peer)
             var row: [String: Any] = [
-                "peer": peer.rawValue, "pulled": state.map { "\($0.changesPulled)" } ?? "0",
+                "peer": "\(institutionName(peer.institution.rawValue)) (\(peer.rawValue))",
+                "pulled": state.map { "\($0.changesPulled)" } ?? "0",
                 "lastSuccess": state?.lastSuccessAtMillis.map { t.time(millis: $0) } ?? t["never"],
                 "lag": state?.lastSuccessAtMillis.map { now > $0 ? t.duration(seconds: Double(now - $0) / 1000) : "0" }
                     ?? "—",
@@ -177,18 +187,23 @@ extension WebApp {
         _ = try require(call, .admin)
         guard let node = api.node else { throw WebFailure(.serviceUnavailable, call.t["sync_no_node"]) }
         var results: [(text: String, failed: Bool)] = []
-        for peer in node.configuration.peers {
+        for peer in node.peersToSync() {
             let outcome = await node.sync(with: peer)
             if let error = outcome.error {
                 results.append(
-                    (call.t.format("sync_result_failed", ["peer": peer.replica.rawValue, "error": "\(error)"]), true))
+                    (
+                        call.t.format(
+                            "sync_result_failed",
+                            ["peer": institutionName(peer.replica.institution.rawValue), "error": "\(error)"]), true
+                    ))
             } else {
                 results.append(
                     (
                         call.t.format(
                             "sync_result_ok",
                             [
-                                "peer": peer.replica.rawValue, "received": "\(outcome.summary.changesReceived)",
+                                "peer": institutionName(peer.replica.institution.rawValue),
+                                "received": "\(outcome.summary.changesReceived)",
                                 "sent": "\(outcome.summary.changesSent)",
                             ]), false
                     ))
