@@ -85,7 +85,7 @@ class Node:
         command = [BINARY, "serve", "--data", self.data, "--listen", f"127.0.0.1:{self.sync_port}",
                    "--http", f"127.0.0.1:{self.http_port}", "--cert", self.cert, "--key", self.key,
                    "--ca", os.path.join(WORK, "ca", "ca.pem"), "--crl", os.path.join(WORK, "ca", "crl.pem"),
-                   "--interval", "3600"]
+                   "--interval", "3600", "--directory", os.path.join(WORK, "ca", "directory.json")]
         for peer in self.peers:
             command += ["--peer", f"{peer.replica}=127.0.0.1:{peer.sync_port}"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
@@ -199,6 +199,12 @@ try:
     dong = Node(WORK, "dongducheon.jungang-dong/server", [senior])
     senior.peers = [dong]
     nodes = [dong, senior]
+    # The consortium directory, signed by the CA: screens name institutions by it.
+    run(CA, "directory", os.path.join(WORK, "ca"), "--add", "dongducheon.jungang-dong", "--name", "중앙동 행정복지센터",
+        "--kind", "dong-office", "--region", "동두천시", "--covers", "중앙동",
+        "--node", f"{dong.replica}=127.0.0.1:{dong.sync_port}")
+    run(CA, "directory", os.path.join(WORK, "ca"), "--add", "dongducheon.senior-welfare", "--name", "동두천시 노인복지관",
+        "--kind", "senior-welfare-centre", "--region", "동두천시", "--node", f"{senior.replica}=127.0.0.1:{senior.sync_port}")
     dong.staff("lee", "caseworker", "이수진", "lee-password-1")
     dong.staff("kim", "admin", "김민지", "kim-password-1")
     senior.staff("park", "admin", "박정호", "park-password-1")
@@ -256,8 +262,8 @@ try:
     check("<b>굵게</b>" in first.text and not first.find_elements(By.TAG_NAME, "b"),
           "a note with markup shows as text, not as markup")
     check("이수진 (lee)" in driver.find_element(By.CSS_SELECTOR, ".entries li .by").text
-          and "dongducheon.jungang-dong" in driver.find_element(By.CSS_SELECTOR, ".entries li .by").text,
-          "the timeline shows who wrote the note: account and institution")
+          and "중앙동 행정복지센터" in driver.find_element(By.CSS_SELECTOR, ".entries li .by").text,
+          "the timeline shows who wrote the note: account and institution (named by the consortium directory)")
     driver.find_element(By.ID, "note").send_keys("퇴원 후 식사 지원 필요")
     time.sleep(0.3)
     driver.delete_cookie("casemesh_session")
@@ -295,10 +301,10 @@ try:
     shoot(driver, "share")
     driver.find_element(By.CSS_SELECTOR, "#share-form button[type=submit]").click()
     wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".banner.flash")))
-    check("dongducheon.senior-welfare" in driver.find_element(By.CSS_SELECTOR, "#h-participants").find_element(
-        By.XPATH, "..").text, "the senior welfare centre takes part after sharing")
+    check("동두천시 노인복지관" in driver.find_element(By.CSS_SELECTOR, "#h-participants").find_element(
+        By.XPATH, "..").text, "the senior welfare centre takes part after sharing, shown by its name")
     result = sync_now(driver, dong)
-    check("dongducheon.senior-welfare/server" in result and "실패" not in result, "sync now reaches the peer")
+    check("동두천시 노인복지관" in result and "실패" not in result, "sync now reaches the peer")
 
     b = browser()
     drivers.append(b)
@@ -335,8 +341,9 @@ try:
     sides = driver.find_elements(By.CSS_SELECTOR, ".conflict .side")
     check(len(sides) == 2, "conflict review shows both values side by side")
     text = " ".join(side.text for side in sides)
-    check("위기" in text and "보통" in text and "dongducheon.senior-welfare" in text and "dongducheon.jungang-dong" in text,
-          "each value with the institution that wrote it")
+    check("위기" in text and "보통" in text and "동두천시 노인복지관" in text and "중앙동 행정복지센터" in text
+          and "dongducheon.senior-welfare/server" in text,
+          "each value with the institution (by name) and node that wrote it")
     check(len(driver.find_elements(By.CSS_SELECTOR, ".side.provisional")) == 1, "the provisional value is marked")
     shoot(driver, "conflict-review")
     logout(driver)

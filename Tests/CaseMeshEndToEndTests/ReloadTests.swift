@@ -184,4 +184,38 @@ import Testing
                 ]
             ).status == 0)
     }
+
+    /// A renewal keeps the node's key, so what it sealed before verifies with the
+    /// new certificate on a node that receives it only afterwards.
+    @Test func changesSealedBeforeARenewalVerifyOnAPeerThatPullsThemAfterIt() throws {
+        let root = Binary.temporaryDirectory("renew-history")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let tls = consortium.tls
+        let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + consortium.data("dong"))
+        try Binary.ok(
+            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"]
+                + consortium.data("dong"))
+        // Sealed with the first certificate's key when the node starts.
+        let first = try NodeProcess(consortium.data("dong") + tls["dong"]!, logPath: root + "/first.log")
+        #expect(first.stop() == 0)
+        let renewed = try TestAuthority.shell(
+            "'\(TestAuthority.script)' renew '\(consortium.authority.directory)' dong.office/server --days 100")
+        #expect(renewed.status == 0, "\(renewed.output)")
+        let paths = renewed.output.split(separator: "\n").map(String.init)
+        let dong = try NodeProcess(
+            consortium.data("dong") + [
+                "--cert", paths[0], "--key", paths[1], "--ca", consortium.authority.directory + "/ca.pem", "--crl",
+                consortium.authority.directory + "/crl.pem",
+            ], logPath: root + "/dong.log")
+        defer { dong.stop() }
+        let synced = try Binary.run(
+            ["sync", "--json"] + consortium.data("senior") + tls["senior"]! + [
+                "--peer", "dong.office/server=\(dong.address)",
+            ])
+        #expect(synced.status == 0, "\(synced.stderr)")
+        #expect(try NetworkTests.show(root + "/senior", caseID) != nil, "the case arrived, not quarantined")
+        let quarantined = try Binary.ok(["quarantine", "list", "--json"] + consortium.data("senior"))
+        #expect(quarantined.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", "\(quarantined)")
+    }
 }

@@ -37,6 +37,7 @@ extension WebApp {
             return WebCatalogue.millis(ofISO: text).map { t.time(millis: $0) } ?? text
         case (.string(let text), .date?):
             return WebCatalogue.millis(ofISO: text).map { t.date(millis: $0) } ?? text
+        case (.string(let text), .institution?): return institutionName(text)
         case (.string(let text), _): return text
         }
     }
