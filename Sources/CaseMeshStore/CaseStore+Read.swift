@@ -209,52 +209,23 @@ extension CaseStore {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0 }
     }
 
-    /// The encoded changes held here, in arrival order (a causal order), optionally
-    /// only for the cases an institution participates in.
-    ///
-    /// - Parameter institution: when given, only cases whose participants include it.
-    public func encodedChanges(for institution: InstitutionID? = nil) throws(StoreError) -> [[UInt8]] {
-        let schema = schema
-        return try read { db in
+    /// Every change held here, whole, in arrival order (a causal order): the change
+    /// log as it is stored. What an institution may receive, with its seals, is
+    /// ``exportPage(for:)``'s (the one place that rule is applied to the log).
+    public func encodedChanges() throws(StoreError) -> [[UInt8]] {
+        try read { db in
             let coder = try ReplicaTableCoder(db)
             var caseKeys: [Int64: String] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") { caseKeys[row[0]] = row[1] }
-            var allowed: [Int64: Set<DataCategory>]?
-            if let institution {
-                // What a sync would send that institution now (``Entitlement``).
-                let tail = try LogTail(db)
-                let now = clock.nowMillis()
-                var entitled: [Int64: Set<DataCategory>] = [:]
-                for row in try Row.fetchAll(
-                    db, sql: "SELECT id, caseKey FROM caseRecord WHERE id NOT IN (SELECT caseRef FROM caseTombstone)")
-                {
-                    let snapshot = try Self.snapshot(db, caseID: CaseID(row[1] as String), tail: tail, schema: schema)
-                    let entitlement = Entitlement(
-                        of: institution, fields: snapshot.fields, schema: schema, nowMillis: now)
-                    if entitlement.receivesCase { entitled[row[0]] = entitlement.categories }
-                }
-                allowed = entitled
-            }
             var encoded: [[UInt8]] = []
             let segments = try Data.fetchCursor(db, sql: "SELECT body FROM changeSegment ORDER BY id")
             while let segment = try segments.next() {
                 for entry in try ChangeLogSegment.entries(of: [UInt8](segment)) {
                     if entry.isBlank { continue }
-                    if let allowed, allowed[entry.caseRef] == nil { continue }
                     guard let caseKey = caseKeys[entry.caseRef], let origin = coder.names[entry.replicaRef] else {
                         throw StoreError(code: .corrupt, message: "the change log names an unknown case or replica")
                     }
-                    let canonical = Change.encoded(caseID: caseKey, origin: origin.rawValue, rest: entry.rest)
-                    if let categories = allowed?[entry.caseRef] {
-                        // Fields the recipient's consent does not cover are withheld.
-                        guard
-                            let restricted = Self.restrict(
-                                try Change(decoding: canonical), to: categories, schema: schema)
-                        else { continue }
-                        encoded.append(restricted.encoded())
-                    } else {
-                        encoded.append(canonical)
-                    }
+                    encoded.append(Change.encoded(caseID: caseKey, origin: origin.rawValue, rest: entry.rest))
                 }
             }
             return encoded

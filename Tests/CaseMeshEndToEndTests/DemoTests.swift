@@ -51,5 +51,6 @@ import Testing
         let result = try Binary.run(["demo", "--offline"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("Both replicas hold the same case."))
+        #expect(result.stdout.contains("sealed changes carried"), "bundles carry seals, verified on import")
     }
 }

@@ -33,8 +33,8 @@ extension ChangesCommand {
                 }
             }
             try signing.sealOwnChanges(store)
-            let page = try CLIError.wrap { try store.exportPage(for: institution) }
-            let changes = page.changes.map { $0.encoded() }
+            let (bundle, page) = try CLIError.wrap { try BundleExchange.bundle(from: store, for: institution) }
+            let changes = bundle.changes
             let unsealed = page.leaves.count - page.leaves.compactMap { $0 }.count
             if unsealed > 0 {
                 FileHandle.standardError.write(
@@ -42,10 +42,6 @@ extension ChangesCommand {
                         "warning: \(unsealed) changes are not sealed yet and will be quarantined by the importer; give --cert, --key and --ca to seal this node's changes\n"
                             .utf8))
             }
-            let bundle = ChangeBundle(
-                schemaVersion: store.schema.version, source: store.replicaID, recipient: institution,
-                createdAtMillis: SystemWallClock().nowMillis(), changes: changes, leaves: page.leaves,
-                seals: page.seals, certificates: page.certificates)
             let bytes = bundle.encoded()
             do {
                 try Data(bytes).write(to: URL(fileURLWithPath: out), options: .atomic)
@@ -119,46 +115,31 @@ extension ChangesCommand {
                 // New signers are verified; those already trusted here are checked
                 // again against this CRL.
                 let verdict = try await CLIError.wrap { () async throws(StoreError) in
-                    try await SignerTrust.check(
-                        store: store, offered: bundle.certificates, signers: Set(bundle.seals.map(\.origin))
-                    ) { signer, certificate in try await verifier.verifySigner(signer, certificate: certificate) }
+                    try await BundleExchange.checkSigners(bundle, store: store, verifier: verifier)
                 }
                 distrusted = verdict.distrusted
                 refusedSigners = verdict.refused
             }
-            var decoded: [(change: Change, body: [UInt8])] = []
-            var leaves: [SealLeaf?] = []
-            var undecodable: [String] = []
-            for (index, body) in bundle.changes.enumerated() {
-                do {
-                    decoded.append((try Change(decoding: body), body))
-                    leaves.append(bundle.leaves.indices.contains(index) ? bundle.leaves[index] : nil)
-                } catch {
-                    undecodable.append(error.message)
+            let decoded = BundleExchange.decode(bundle)
+            let undecodable = decoded.undecodable
+            let total = decoded.changes.count
+            let json = output.json
+            let showProgress = progress
+            let onProgress: (ApplyReport) -> Void = { soFar in
+                guard showProgress else { return }
+                if json {
+                    emit(
+                        JSONValue.object([
+                            "durable_applied": .number(Int64(soFar.applied)),
+                            "duplicates": .number(Int64(soFar.duplicates)), "of": .number(Int64(total)),
+                        ]).text)
+                } else {
+                    emit("  \(soFar.applied + soFar.duplicates + soFar.rejected.count) of \(total) changes processed")
                 }
             }
-            let total = decoded.count
-            let report = try CLIError.wrap {
-                try store.apply(
-                    decoded, batchSize: batch,
-                    authentication: BundleSeals(
-                        leaves: leaves, seals: bundle.seals, sender: bundle.source, certificates: bundle.certificates,
-                        distrusted: distrusted)
-                ) { soFar in
-                    guard progress else { return }
-                    if output.json {
-                        emit(
-                            JSONValue.object([
-                                "durable_applied": .number(Int64(soFar.applied)),
-                                "duplicates": .number(Int64(soFar.duplicates)),
-                                "of": .number(Int64(total)),
-                            ]).text)
-                    } else {
-                        emit(
-                            "  \(soFar.applied + soFar.duplicates + soFar.rejected.count) of \(total) changes processed"
-                        )
-                    }
-                }
+            let report = try CLIError.wrap { () throws(StoreError) in
+                try BundleExchange.apply(
+                    decoded, of: bundle, to: store, batchSize: batch, distrusted: distrusted, progress: onProgress)
             }
             var reasons = refusedSigners + undecodable + report.rejected.map { "\($0.caseID) \($0.dot): \($0.reason)" }
             if ca == nil, reasons.contains(where: { $0.contains("no verified certificate") }) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaseMeshCRDT
 import CaseMeshModel
+import CaseMeshNet
 import CaseMeshOperations
 import CaseMeshStore
 import Foundation
@@ -39,7 +40,7 @@ struct DemoCommand: AsyncParsableCommand {
         let root = dir ?? NSTemporaryDirectory() + "casemesh-demo-\(UUID().uuidString)"
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
         if offline {
-            try CLIError.wrap { try Demo(root: root, json: json).play() }
+            try await Demo(root: root, json: json).play()
         } else {
             try await NetworkDemo(root: root, json: json, web: offline || noWeb ? nil : webPort).play()
         }
@@ -52,27 +53,75 @@ private struct Demo {
 
     func say(_ line: String) { emit(line) }
 
-    func exchange(from source: CaseStore, to target: CaseStore, name: String) throws {
-        let bundle = ChangeBundle(
-            schemaVersion: source.schema.version, source: source.replicaID, recipient: target.replicaID.institution,
-            createdAtMillis: SystemWallClock().nowMillis(),
-            changes: try source.encodedChanges(for: target.replicaID.institution))
+    /// A node's credentials from the demo's own CA, trusted and used to seal its changes.
+    func credentials(_ store: CaseStore, from authority: EphemeralAuthority) throws -> NodeCredentials {
+        let issued = try authority.issue(store.replicaID)
+        let credentials = try CLIError.wrap { () throws(NetError) in
+            try NodeCredentials(
+                certificate: issued.certificate, key: issued.key, authority: authority.certificatePath,
+                revocationList: authority.revocationListPath)
+        }
+        try CLIError.wrap {
+            try store.trustSigner(
+                credentials.replicaID, publicKey: credentials.publicKeyRaw, certificate: credentials.certificateDER)
+        }
+        return credentials
+    }
+
+    /// A bundle as `changes export` writes it (sealed, what the recipient may
+    /// receive) and as `changes import --ca` reads it (every signer verified).
+    func exchange(
+        from source: CaseStore, sealedBy credentials: NodeCredentials, to target: CaseStore,
+        verifier: PeerVerifier, name: String
+    ) async throws {
+        _ = try CLIError.wrap { try source.sealOwnChanges(sign: { message in try credentials.sign(message) }) }
+        let (bundle, page) = try CLIError.wrap {
+            try BundleExchange.bundle(from: source, for: target.replicaID.institution)
+        }
         let path = root + "/\(name).cmb"
         try Data(bundle.encoded()).write(to: URL(fileURLWithPath: path))
-        let read = try ChangeBundle(
-            decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))))
-        let report = try target.apply(read.changes.map { (try Change(decoding: $0), $0) })
+        try CLIError.wrap { try source.recordDelivered(page.ownChangesSent) }
+        let read = try CLIError.wrap {
+            try ChangeBundle(decoding: [UInt8](Data(contentsOf: URL(fileURLWithPath: path))))
+        }
+        let verdict = try await CLIError.wrap { () async throws(StoreError) in
+            try await BundleExchange.checkSigners(read, store: target, verifier: verifier)
+        }
+        let report = try CLIError.wrap { () throws(StoreError) in
+            try BundleExchange.apply(
+                BundleExchange.decode(read), of: read, to: target, distrusted: verdict.distrusted)
+        }
+        guard report.rejected.isEmpty, verdict.refused.isEmpty else {
+            throw CLIError(
+                message: "\(name): refused \(report.rejected.first?.reason ?? verdict.refused.first ?? "")")
+        }
         say(
-            "  \(name): \(read.changes.count) changes carried to \(target.replicaID): "
+            "  \(name): \(read.changes.count) sealed changes carried to \(target.replicaID): "
                 + "\(report.applied) applied, \(report.duplicates) already held")
     }
 
-    func play() throws {
-        let dong = try CaseStore.create(
-            directory: root + "/dong", replicaID: ReplicaID("dongducheon.jungang-dong/server"))
-        let senior = try CaseStore.create(
-            directory: root + "/senior", replicaID: ReplicaID("dongducheon.senior-welfare/laptop-2"))
+    func play() async throws {
+        let dong = try CLIError.wrap {
+            try CaseStore.create(directory: root + "/dong", replicaID: ReplicaID("dongducheon.jungang-dong/server"))
+        }
+        let senior = try CLIError.wrap {
+            try CaseStore.create(
+                directory: root + "/senior", replicaID: ReplicaID("dongducheon.senior-welfare/laptop-2"))
+        }
         say("Two replicas: \(dong.replicaID) and \(senior.replicaID) (data in \(root))")
+        // The consortium's CA, made for the demo: each node seals its changes with its
+        // key, and each import verifies every signer against the CA and its CRL.
+        let authority = try EphemeralAuthority(directory: root + "/ca")
+        let dongKeys = try credentials(dong, from: authority)
+        let seniorKeys = try credentials(senior, from: authority)
+        let verifier = try CLIError.wrap { () throws(NetError) in
+            try PeerVerifier(authorityFile: authority.certificatePath, revocationList: authority.revocationListPath)
+        }
+        func exchange(from source: CaseStore, to target: CaseStore, name: String) async throws {
+            try await self.exchange(
+                from: source, sealedBy: source.replicaID == dong.replicaID ? dongKeys : seniorKeys, to: target,
+                verifier: verifier, name: name)
+        }
 
         say("\n1. A neighbour reports through the KakaoTalk channel; the dong centre opens a case.")
         var generator = SystemRandomNumberGenerator()
@@ -93,7 +142,7 @@ private struct Demo {
                 recipients: [try InstitutionID("dongducheon.senior-welfare")], validUntil: "2027-11-23T00:00:00+09:00"
             ).ops())
         say("  opened \(caseID); with his consent (until 2027-11-23), the senior welfare centre joins as a participant")
-        try exchange(from: dong, to: senior, name: "dong-to-senior-1")
+        try await exchange(from: dong, to: senior, name: "dong-to-senior-1")
 
         say("\n2. Both work offline. The dong centre raises the risk; the senior centre's home visit lowers it.")
         try dong.write(
@@ -114,8 +163,8 @@ private struct Demo {
 
         say("\n3. Back in touch: bundles go both ways, twice (duplicates are harmless).")
         for round in 1...2 {
-            try exchange(from: dong, to: senior, name: "dong-to-senior-\(round + 1)")
-            try exchange(from: senior, to: dong, name: "senior-to-dong-\(round)")
+            try await exchange(from: dong, to: senior, name: "dong-to-senior-\(round + 1)")
+            try await exchange(from: senior, to: dong, name: "senior-to-dong-\(round)")
         }
         let dongView = try dong.snapshot(of: caseID)
         let seniorView = try senior.snapshot(of: caseID)
@@ -131,7 +180,7 @@ private struct Demo {
 
         say("\n5. The case manager at the dong centre resolves the conflict; the resolution is a change too.")
         try dong.write(caseID: caseID, ops: [.assign(key("riskLevel"), .string("high"))])
-        try exchange(from: dong, to: senior, name: "dong-to-senior-resolution")
+        try await exchange(from: dong, to: senior, name: "dong-to-senior-resolution")
         let finalSenior = try senior.snapshot(of: caseID)
         let finalDong = try dong.snapshot(of: caseID)
         say(
