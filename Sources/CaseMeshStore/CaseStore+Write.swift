@@ -129,8 +129,26 @@ extension CaseStore {
     /// - Throws: ``StoreError`` `database` only when storage itself fails; the failing
     ///   transaction is rolled back and earlier ones stay durable.
     public func apply(
-        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000, authentication: BundleSeals? = nil,
+        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000, authentication: BundleSeals,
         progress: (ApplyReport) -> Void = { _ in }
+    ) throws(StoreError) -> ApplyReport {
+        try receive(changes, batchSize: batchSize, authentication: authentication, progress: progress)
+    }
+
+    /// Applies received changes without authenticating them: for tests, benchmarks,
+    /// fuzzing and the simulator's stores, never for what comes from outside (a
+    /// bundle goes through ``apply(_:batchSize:authentication:progress:)``).
+    @_spi(Testing)
+    public func apply(
+        _ changes: [(change: Change, body: [UInt8])], batchSize: Int = 10_000,
+        progress: (ApplyReport) -> Void = { _ in }
+    ) throws(StoreError) -> ApplyReport {
+        try receive(changes, batchSize: batchSize, authentication: nil, progress: progress)
+    }
+
+    private func receive(
+        _ changes: [(change: Change, body: [UInt8])], batchSize: Int, authentication: BundleSeals?,
+        progress: (ApplyReport) -> Void
     ) throws(StoreError) -> ApplyReport {
         var total = ApplyReport()
         // A bundle's seals are verified over the whole bundle first (a seal's changes
@@ -178,7 +196,9 @@ extension CaseStore {
         return total
     }
 
-    /// Applies received changes, encoding each one.
+    /// Applies received changes, encoding each one, without authenticating them
+    /// (tests, benchmarks, the simulator).
+    @_spi(Testing)
     public func apply(_ changes: [Change], batchSize: Int = 10_000) throws(StoreError) -> ApplyReport {
         try apply(changes.map { ($0, $0.encoded()) }, batchSize: batchSize)
     }

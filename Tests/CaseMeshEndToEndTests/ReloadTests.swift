@@ -156,7 +156,10 @@ import Testing
         client.standardOutput = output
         client.standardError = FileHandle.nullDevice
         try client.run()
-        #expect(eventually(20) { Self.established(toPort: dong.port) || !client.isRunning })
+        // Polled every millisecond: the client is stopped within a few of connecting,
+        // long before a session of 1,500 changes can end.
+        let deadline = Date().addingTimeInterval(30)
+        while !Self.established(toPort: dong.port), client.isRunning, Date() < deadline { usleep(1000) }
         kill(client.processIdentifier, SIGSTOP)
         let inFlight = Self.established(toPort: dong.port)
         let renewed = try TestAuthority.shell(

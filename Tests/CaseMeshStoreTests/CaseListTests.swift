@@ -4,7 +4,7 @@ import CaseMeshTestSupport
 import Foundation
 import Testing
 
-@testable import CaseMeshStore
+@_spi(Testing) @testable import CaseMeshStore
 
 /// The case list read from stored listing lines says exactly what snapshots of
 /// every case say, for every filter and page, while a long apply is half-way (the

@@ -1,6 +1,6 @@
 import CaseMeshCRDT
 import CaseMeshModel
-import CaseMeshStore
+@_spi(Testing) import CaseMeshStore
 import Foundation
 import Testing
 

@@ -4,7 +4,7 @@ import CaseMeshTestSupport
 import Foundation
 import Testing
 
-@testable import CaseMeshStore
+@_spi(Testing) @testable import CaseMeshStore
 
 /// Institutions upgrade on different days: a node on an older case schema holds
 /// what a newer one writes, relays it, and merges it when it upgrades.

@@ -5,7 +5,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import CaseMeshStore
+@_spi(Testing) @testable import CaseMeshStore
 
 /// The store applies changes with exactly the reference semantics of `CaseDocument`,
 /// whatever the delivery order, duplication and batching.

@@ -2,7 +2,7 @@ import ArgumentParser
 import CaseMeshCRDT
 import CaseMeshModel
 import CaseMeshOperations
-import CaseMeshStore
+@_spi(Testing) import CaseMeshStore
 import Foundation
 
 struct BenchCommand: AsyncParsableCommand {

@@ -4,7 +4,7 @@ import CaseMeshModel
 import CaseMeshNet
 import CaseMeshNode
 import CaseMeshOperations
-import CaseMeshStore
+@_spi(Testing) import CaseMeshStore
 import Foundation
 import Logging
 import NIOPosix
