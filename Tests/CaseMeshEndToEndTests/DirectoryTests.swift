@@ -56,6 +56,11 @@ import Testing
                 try Binary.run(["case", "show", caseID, "--data", root + "/senior"]).status == 0
             }, "the case reached the senior centre through the directory's address")
         #expect(dong.log.contains("동두천시 노인복지관"), "logs name the institution")
+        #expect(try Binary.ok(["peers"] + consortium.data("dong")).contains("동두천시 노인복지관"))
+        let status =
+            try JSONSerialization.jsonObject(
+                with: Data(try Binary.ok(["status", "--json"] + consortium.data("dong")).utf8)) as! [String: Any]
+        #expect((status["directory"] as? [String: Any])?["serial"] as? Int == 2)
         let shown =
             try JSONSerialization.jsonObject(
                 with: Data(try Binary.ok(["directory", "show", "--json"] + consortium.data("dong")).utf8))

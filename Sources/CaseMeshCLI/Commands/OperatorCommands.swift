@@ -22,6 +22,7 @@ struct StatusCommand: ParsableCommand {
         let peers = try CLIError.wrap { try store.peerStates() }
         let held = try CLIError.wrap { try store.restoreHold() }
         let newer = try CLIError.wrap { try store.heldForNewerSchema() }
+        let directory = try CLIError.wrap { try store.memberDirectory() }
         let now = SystemWallClock().nowMillis()
         var expiry: Date?
         if let cert {
@@ -39,6 +40,11 @@ struct StatusCommand: ParsableCommand {
                 "purged": .number(Int64(figures.purged)), "log_changes": .number(Int64(clamping: figures.logLength)),
                 "store_bytes": .number(figures.storeBytes),
                 "schema": .number(Int64(store.schema.version)),
+                "directory": directory.map { directory in
+                    .object([
+                        "serial": .number(Int64(directory.serial)), "members": .number(Int64(directory.members.count)),
+                    ])
+                } ?? .null,
                 "held_for_newer_schema": .object([
                     "changes": .number(Int64(newer.changes)), "fields": .array(newer.fields.map(JSONValue.string)),
                 ]),
@@ -58,7 +64,13 @@ struct StatusCommand: ParsableCommand {
             emit(JSONValue.object(object).text)
             return
         }
-        emit("replica      \(store.replicaID)  (institution \(store.replicaID.institution))")
+        let own = directory?.member(store.replicaID.institution).map { "\($0.name), " } ?? ""
+        emit("replica      \(store.replicaID)  (\(own)institution \(store.replicaID.institution))")
+        if let directory {
+            emit(
+                "directory    serial \(directory.serial), \(directory.members.count) members, issued \(directory.issuedAt)"
+            )
+        }
         emit(
             "cases        \(figures.casesHeld) held, \(figures.openConflicts) open conflicts, \(figures.purged) purged"
         )

@@ -282,6 +282,7 @@ extension PeersCommand {
         func run() throws {
             let store = try store.openStore()
             let states = try CLIError.wrap { try store.peerStates() }
+            let directory = try? store.memberDirectory()
             let now = SystemWallClock().nowMillis()
             func time(_ millis: UInt64?) -> JSONValue {
                 guard let millis else { return .null }
@@ -293,6 +294,8 @@ extension PeersCommand {
                         states.map { state in
                             .object([
                                 "peer": .string(state.peer.rawValue),
+                                "institution": directory?.member(state.peer.institution).map { .string($0.name) }
+                                    ?? .null,
                                 "last_success": time(state.lastSuccessAtMillis),
                                 "last_attempt": time(state.lastAttemptAtMillis),
                                 "lag_seconds": state.lastSuccessAtMillis.map {
@@ -309,8 +312,9 @@ extension PeersCommand {
             } else {
                 for state in states {
                     let lag = state.lastSuccessAtMillis.map { "\(now.saturatingSubtract($0) / 1000) s ago" } ?? "never"
+                    let name = directory?.member(state.peer.institution).map { "  \($0.name)" } ?? ""
                     emit(
-                        "\(state.peer)  last success \(lag)  pulled \(state.changesPulled)\(state.lastError.map { "  last error: \($0)" } ?? "")"
+                        "\(state.peer)\(name)  last success \(lag)  pulled \(state.changesPulled)\(state.lastError.map { "  last error: \($0)" } ?? "")"
                     )
                 }
             }
