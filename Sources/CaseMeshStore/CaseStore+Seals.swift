@@ -451,7 +451,12 @@ extension ApplySession {
         guard let signature = try? P256.Signing.ECDSASignature(rawRepresentation: seal.signature),
             key.isValidSignature(
                 signature, for: Seal.message(origin: seal.origin, number: seal.number, leaves: complete))
-        else { return "the signature of \(seal.origin)'s seal \(seal.number) does not match the changes" }
+        else {
+            // Either the changes (or the seal) were altered on the way, or the seal was
+            // made with a key its signer has since replaced (`casemesh-ca renew --new-key`).
+            return "the signature of \(seal.origin)'s seal \(seal.number) does not verify with its current "
+                + "certificate: the changes were altered, or sealed with a key \(seal.origin) has since replaced"
+        }
         return nil
     }
 

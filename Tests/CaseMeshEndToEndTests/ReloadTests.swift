@@ -193,12 +193,16 @@ import Testing
     @Test func changesSealedBeforeARenewalVerifyOnAPeerThatPullsThemAfterIt() throws {
         let root = Binary.temporaryDirectory("renew-history")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        let consortium = try TestConsortium(
+            in: root,
+            ["dong": "dong.office/server", "senior": "senior.centre/server", "mental": "mental.centre/server"])
         let tls = consortium.tls
         let caseID = try Binary.ok(["case", "open", "--field", "riskLevel=high"] + consortium.data("dong"))
-        try Binary.ok(
-            ["case", "share", caseID, "senior.centre", "--allow-new-institution", "senior.centre"]
-                + consortium.data("dong"))
+        for institution in ["senior.centre", "mental.centre"] {
+            try Binary.ok(
+                ["case", "share", caseID, institution, "--allow-new-institution", institution]
+                    + consortium.data("dong"))
+        }
         // Sealed with the first certificate's key when the node starts.
         let first = try NodeProcess(consortium.data("dong") + tls["dong"]!, logPath: root + "/first.log")
         #expect(first.stop() == 0)
@@ -220,5 +224,22 @@ import Testing
         #expect(try NetworkTests.show(root + "/senior", caseID) != nil, "the case arrived, not quarantined")
         let quarantined = try Binary.ok(["quarantine", "list", "--json"] + consortium.data("senior"))
         #expect(quarantined.trimmingCharacters(in: .whitespacesAndNewlines) == "[]", "\(quarantined)")
+
+        // Rotating the key instead (after a compromise) costs what the threat model
+        // says: a node that pulls the older changes only now quarantines them, saying why.
+        #expect(dong.stop() == 0)
+        let rotated = try TestAuthority.shell(
+            "'\(TestAuthority.script)' renew '\(consortium.authority.directory)' dong.office/server --new-key")
+        let rotatedPaths = rotated.output.split(separator: "\n").map(String.init)
+        let again = try NodeProcess(
+            consortium.data("dong") + [
+                "--cert", rotatedPaths[0], "--key", rotatedPaths[1], "--ca", consortium.authority.directory + "/ca.pem",
+                "--crl", consortium.authority.directory + "/crl.pem",
+            ], logPath: root + "/again.log")
+        defer { again.stop() }
+        _ = try Binary.run(
+            ["sync"] + consortium.data("mental") + tls["mental"]! + ["--peer", "dong.office/server=\(again.address)"])
+        let kept = try Binary.ok(["quarantine", "list", "--json"] + consortium.data("mental"))
+        #expect(kept.contains("sealed with a key dong.office/server has since replaced"), "\(kept)")
     }
 }
