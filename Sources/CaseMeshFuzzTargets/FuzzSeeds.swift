@@ -15,24 +15,24 @@ public enum FuzzSeeds {
             caseID: caseID, origin: dong, seq: 1, hlc: HybridTimestamp(physical: 1_795_392_000_000),
             context: VersionVector(),
             ops: [
-                .insert(FieldKey(entity: "case", field: "participants"), "dong.office"),
-                .assign(FieldKey(entity: "case", field: "leadInstitution"), .string("dong.office")),
-                .assign(FieldKey(entity: "case", field: "riskLevel"), .string("high")),
+                .insert(CaseField.participants, "dong.office"),
+                .assign(CaseField.leadInstitution, .string("dong.office")),
+                .assign(CaseField.riskLevel, .string("high")),
             ] + ConsentGrant(recipients: [try InstitutionID("senior.centre")]).ops())
         let note = Change(
             caseID: caseID, origin: senior, seq: 1, hlc: HybridTimestamp(physical: 1_795_392_000_100, logical: 2),
             context: VersionVector([dong: 1]),
             ops: [
-                .append(FieldKey(entity: "case", field: "notes"), "home visit"),
+                .append(CaseField.notes, "home visit"),
                 .assign(FieldKey(entity: "household", field: "size"), .integer(2)),
-                .remove(FieldKey(entity: "case", field: "tags"), "meals"),
+                .remove(CaseField.tags, "meals"),
             ])
         let redaction = Change(
             caseID: caseID, origin: dong, seq: 2, hlc: HybridTimestamp(physical: 1_795_392_000_200),
             context: VersionVector([dong: 1, senior: 1]),
             ops: [
                 .redact(
-                    FieldKey(entity: "case", field: "notes"), LogEntryID(dot: Dot(origin: senior, seq: 1), index: 0)),
+                    CaseField.notes, LogEntryID(dot: Dot(origin: senior, seq: 1), index: 0)),
                 .withheld(
                     FieldKey(entity: "person", instance: "p1", field: "rrnHash"), digest: Array(repeating: 7, count: 32)
                 ),

@@ -444,7 +444,7 @@ struct API: Sendable {
                     "op": .string("insert"), "field": .string("report.crisisSignals"), "value": .string(signal),
                 ]))
         }
-        ops.append(.insert(FieldKey(entity: "case", field: "tags"), "intake-new"))
+        ops.append(.insert(CaseField.tags, "intake-new"))
         // A city-level node routes the report to the dong office covering the
         // household; one no route names waits in this node's own queue, marked.
         let own = store.replicaID.institution
@@ -455,7 +455,7 @@ struct API: Sendable {
             if let dong = body["dong"]?.stringValue, let target = routing.institution(forDong: dong) {
                 if target != own { routedTo = target }
             } else {
-                ops.append(.insert(FieldKey(entity: "case", field: "tags"), "unrouted"))
+                ops.append(.insert(CaseField.tags, "unrouted"))
             }
         }
         var generator = SystemRandomNumberGenerator()

@@ -180,7 +180,7 @@ enum ChangeFeed {
 
     static func page(store: CaseStore, from cursor: UInt64, identity: String, accessLogs: Bool) throws -> Page {
         let page = try store.feedPage(from: cursor, maxChanges: 500)
-        let accessLog = FieldKey(entity: "case", field: "accessLog")
+        let accessLog = CaseField.accessLog
         let shown = accessLogs ? page.changes : page.changes.filter { !$0.ops.contains { $0.field == accessLog } }
         return Page(changes: shown, cursor: page.nextCursor, isFinal: page.isFinal, identity: identity)
     }

@@ -23,8 +23,8 @@ public struct Entitlement: Hashable, Sendable {
     /// Whether the institution may receive the case at all.
     public var receivesCase: Bool { categories.contains(.general) }
 
-    public static let participants = FieldKey(entity: "case", field: "participants")
-    public static let lead = FieldKey(entity: "case", field: "leadInstitution")
+    public static let participants = CaseField.participants
+    public static let lead = CaseField.leadInstitution
 
     /// Whether a field is one the rule reads (the case's participants and lead, and
     /// every field of every consent).

@@ -321,13 +321,13 @@ public struct DeadlineRules: Sendable {
 }
 
 extension StageEvent {
-    static let stage = FieldKey(entity: "case", field: "stage")
-    static let log = FieldKey(entity: "case", field: "stageEvents")
+    static let stage = CaseField.stage
+    static let log = CaseField.stageEvents
 
     /// The fields stage events are read from: the stage, its log, and the report's
     /// and the case's opening times (for a case moved without events).
     public static let sourceFields: Set<FieldKey> = [
-        stage, log, FieldKey(entity: "report", field: "receivedAt"), FieldKey(entity: "case", field: "openedAt"),
+        stage, log, FieldKey(entity: "report", field: "receivedAt"), CaseField.openedAt,
     ]
 
     /// A case's stage events in time order, from its fields. A case moved without

@@ -7,8 +7,8 @@ import Foundation
 /// events, and the statutory deadlines that follow from them. The CLI, the API and
 /// the web app all move stages through here, so the rules live in one place.
 public enum CaseWorkflow {
-    static let stage = FieldKey(entity: "case", field: "stage")
-    static let stageEvents = FieldKey(entity: "case", field: "stageEvents")
+    static let stage = CaseField.stage
+    static let stageEvents = CaseField.stageEvents
 
     /// The case's stage events in time order (see ``StageEvent/events(in:)``).
     public static func events(of snapshot: CaseSnapshot) -> [StageEvent] { StageEvent.events(in: snapshot.fields) }

@@ -133,7 +133,7 @@ public struct ScenarioRunner {
                 for (field, elements) in (step.remove ?? [:]).sorted(by: { $0.key < $1.key }) {
                     ops += try elements.map { .remove(try FieldKey(parsing: field), $0) }
                 }
-                if let note = step.note { ops.append(.append(FieldKey(entity: "case", field: "notes"), note)) }
+                if let note = step.note { ops.append(.append(CaseField.notes, note)) }
                 return ops
             }
             do {
@@ -232,7 +232,7 @@ public struct ScenarioRunner {
                 }
                 if let notes = expectation.notes {
                     var shown: [String] = []
-                    if case .log(let log)? = snapshot.fields[FieldKey(entity: "case", field: "notes")] {
+                    if case .log(let log)? = snapshot.fields[CaseField.notes] {
                         shown = log.visibleEntries.map(\.text)
                     }
                     for note in notes where !shown.contains(where: { $0.contains(note) }) {

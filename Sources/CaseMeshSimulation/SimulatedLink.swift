@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import CaseMeshStore
 import CaseMeshSync
 import CaseMeshSyncDriver
@@ -126,13 +127,13 @@ extension SimulatedLink {
         switch how {
         case .alter:
             // The note a case worker wrote now says something else.
-            batch.changes[index].ops.append(.append(FieldKey(entity: "case", field: "notes"), "falsified by \(relay)"))
+            batch.changes[index].ops.append(.append(CaseField.notes, "falsified by \(relay)"))
         case .resign:
             // The relay's own seal, valid, over another origin's change.
             guard let own = batch.seals.firstIndex(where: { $0.origin == relay }),
                 batch.leaves.indices.contains(index)
             else { return nil }
-            batch.changes[index].ops.append(.append(FieldKey(entity: "case", field: "notes"), "re-signed by \(relay)"))
+            batch.changes[index].ops.append(.append(CaseField.notes, "re-signed by \(relay)"))
             batch.leaves[index] = SealLeaf(seal: own, leaf: 0)
         }
         return true

@@ -220,7 +220,7 @@ public final class Simulation {
             for clock in clocks { clock.advance(by: milliseconds) }
         case .open(let replica, let participants):
             guard valid(replica) else { return }
-            var ops: [FieldOperation] = [.assign(FieldKey(entity: "case", field: "riskLevel"), .string("high"))]
+            var ops: [FieldOperation] = [.assign(CaseField.riskLevel, .string("high"))]
             // Sharing a case records a consent for the institutions it is shared with;
             // the harness is about merging, so consent is always granted with
             // participation and only participation comes and goes.
@@ -298,11 +298,11 @@ public final class Simulation {
         let ops: [FieldOperation] = operations.map { edit in
             switch edit.kind {
             case "riskLevel", "stage": .assign(FieldKey(entity: "case", field: edit.kind), .string(edit.argument))
-            case "tag+": .insert(FieldKey(entity: "case", field: "tags"), edit.argument)
-            case "tag-": .remove(FieldKey(entity: "case", field: "tags"), edit.argument)
+            case "tag+": .insert(CaseField.tags, edit.argument)
+            case "tag-": .remove(CaseField.tags, edit.argument)
             case "household.size":
                 .assign(FieldKey(entity: "household", field: "size"), .integer(Int64(edit.argument) ?? 1))
-            default: .append(FieldKey(entity: "case", field: "notes"), edit.argument)
+            default: .append(CaseField.notes, edit.argument)
             }
         }
         try commitIfParticipating(replica, caseIndex) { try $0.write(caseID: self.caseIDs[caseIndex], ops: ops) }
@@ -329,7 +329,7 @@ public final class Simulation {
         try commit(replica, body)
     }
 
-    static let participants = FieldKey(entity: "case", field: "participants")
+    static let participants = CaseField.participants
 
     /// The index of a case the replica holds and takes part in, if any.
     private func participatingCase(_ replica: Int) throws -> Int? {

@@ -85,12 +85,12 @@ extension CaseStore {
         return try! CaseID(characters)
     }
 
-    static let accessLogField = FieldKey(entity: "case", field: "accessLog")
+    static let accessLogField = CaseField.accessLog
     static let accessLogTag = "access-log"
 
     /// Whether a case is the access log of another (see ``accessLogCase(of:)``).
     static func isAccessLog(_ snapshot: CaseSnapshot) -> Bool {
-        if case .set(let tags)? = snapshot.fields[FieldKey(entity: "case", field: "tags")] {
+        if case .set(let tags)? = snapshot.fields[CaseField.tags] {
             return tags.contains(accessLogTag, .addWins)
         }
         return false
@@ -189,7 +189,7 @@ extension CaseStore {
                     {
                         lead = name
                     }
-                    if case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] {
+                    if case .set(let tags)? = fields[CaseField.tags] {
                         isLog = tags.contains(Self.accessLogTag, .addWins)
                     }
                 }
@@ -227,7 +227,7 @@ extension CaseStore {
                 // under the statutory basis for keeping access records.
                 var opening: [FieldOperation] = [
                     .insert(Entitlement.participants, lead),
-                    .insert(FieldKey(entity: "case", field: "tags"), Self.accessLogTag),
+                    .insert(CaseField.tags, Self.accessLogTag),
                 ]
                 if known == nil { opening.insert(.assign(Entitlement.lead, .string(lead)), at: 0) }
                 opening += ConsentGrant(

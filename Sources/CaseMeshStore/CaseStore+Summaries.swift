@@ -109,7 +109,7 @@ struct SummaryRow {
         stage = register("stage")
         riskLevel = register("riskLevel")
         participants = []
-        if case .set(let set)? = fields[FieldKey(entity: "case", field: "participants")] {
+        if case .set(let set)? = fields[CaseField.participants] {
             participants = set.elements(.addWins)
         }
         var search: [String] = title.map { [$0.lowercased()] } ?? []
@@ -128,14 +128,14 @@ struct SummaryRow {
         self.conflicts = conflicts
         self.changeCount = changeCount
         var isLog = false
-        if case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] {
+        if case .set(let tags)? = fields[CaseField.tags] {
             isLog = tags.contains(CaseStore.accessLogTag, .addWins)
         }
         accessLog = isLog
     }
 
     static func accessLogTagged(_ fields: [FieldKey: FieldState]) -> Bool {
-        guard case .set(let tags)? = fields[FieldKey(entity: "case", field: "tags")] else { return false }
+        guard case .set(let tags)? = fields[CaseField.tags] else { return false }
         return tags.contains(CaseStore.accessLogTag, .addWins)
     }
 

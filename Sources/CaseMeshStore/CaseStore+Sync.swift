@@ -345,7 +345,7 @@ struct LogPageReader {
     let coder: ReplicaTableCoder
     private var caseKeys: [Int64: String] = [:]
     private var entitled: [Int64: Set<DataCategory>]
-    private let participants = FieldKey(entity: "case", field: "participants")
+    private let participants = CaseField.participants
     private let gateStatement: Statement
     private let nowMillis: UInt64
     /// Every case, whole (a bundle for all cases): no entitlement applies.

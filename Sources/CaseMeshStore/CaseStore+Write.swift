@@ -20,12 +20,12 @@ extension CaseStore {
         let caseID = CaseID.random(using: &generator)
         let institution = replicaID.institution.rawValue
         let opening: [FieldOperation] = [
-            .insert(FieldKey(entity: "case", field: "participants"), institution),
-            .assign(FieldKey(entity: "case", field: "leadInstitution"), .string(institution)),
+            .insert(CaseField.participants, institution),
+            .assign(CaseField.leadInstitution, .string(institution)),
         ]
         var lead = institution
         for case .assign(let field, .string(let name)) in ops where field == Entitlement.lead { lead = name }
-        let explicitLead = ops.contains { $0.field == FieldKey(entity: "case", field: "leadInstitution") }
+        let explicitLead = ops.contains { $0.field == CaseField.leadInstitution }
         let access = try record.map { record throws(StoreError) in
             try accessLogWrites(for: [caseID], record, leads: [caseID: lead])
         }

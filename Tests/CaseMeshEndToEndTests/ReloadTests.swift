@@ -118,7 +118,20 @@ import Testing
 
     /// Whether a TCP connection to this local port is established (from /proc/net/tcp).
     static func established(toPort port: Int) -> Bool {
-        let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        // Read to the end with read(2): procfs files report size 0, and a reader that
+        // trusts the size gets one page of the table (some 27 sockets) at most.
+        var bytes: [UInt8] = []
+        let descriptor = open("/proc/net/tcp", O_RDONLY)
+        if descriptor >= 0 {
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let count = read(descriptor, &chunk, chunk.count)
+                guard count > 0 else { break }
+                bytes += chunk[..<count]
+            }
+            close(descriptor)
+        }
+        let table = String(decoding: bytes, as: UTF8.self)
         let local = String(format: ":%04X", port)
         return table.split(separator: "\n").contains { line in
             let columns = line.split(separator: " ")

@@ -54,9 +54,9 @@ struct MergeWorkload {
         let fields = fields
         seedChanges = caseIDs.map { caseID in
             // The seed opens every case with all the replicas' institutions taking part.
-            var ops: [FieldOperation] = [.insert(FieldKey(entity: "case", field: "participants"), "bench.seed")]
+            var ops: [FieldOperation] = [.insert(CaseField.participants, "bench.seed")]
             ops += (0..<replicaCount).map {
-                .insert(FieldKey(entity: "case", field: "participants"), "bench.replica-\($0)")
+                .insert(CaseField.participants, "bench.replica-\($0)")
             }
             ops += fields.map { .assign($0, .string("init")) }
             return Change(

@@ -127,7 +127,7 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(.insert(FieldInput.key(field), element), schema: store.schema)
-            if op.field == FieldKey(entity: "case", field: "participants") {
+            if op.field == CaseField.participants {
                 let allowed = try Swift.Set(
                     allowNewInstitution.map { text in try CLIError.wrap { try InstitutionID(text) } })
                 try CLIError.wrap { try store.requireKnown([InstitutionID(element)], allowingNew: allowed) }
@@ -324,7 +324,7 @@ extension CaseCommand {
         func run() throws {
             let store = try store.openStore()
             let op = try FieldInput.checked(
-                .append(FieldKey(entity: "case", field: "notes"), text), schema: store.schema)
+                .append(CaseField.notes, text), schema: store.schema)
             let change = try CLIError.wrap {
                 try store.write(
                     caseID: FieldInput.caseID(caseID), ops: [op],

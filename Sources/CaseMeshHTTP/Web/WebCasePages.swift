@@ -446,7 +446,7 @@ extension WebApp {
         let account = try call.account
         let signed = "\(text)\n\(Self.signature) \(account.displayName) (\(account.username))"
         try store.write(
-            caseID: caseID, ops: [.append(FieldKey(entity: "case", field: "notes"), signed)],
+            caseID: caseID, ops: [.append(CaseField.notes, signed)],
             recording: try entry(.write, call, via: "POST /cases/{id}/note"))
         return WebHeaders.redirect("/cases/\(caseID)?done=note-\(caseID)")
     }
@@ -504,7 +504,7 @@ extension WebApp {
         }
         // A stage change goes through the workflow's rules and is recorded as a stage
         // event (who moved it, from what, why), in the same change as the rest.
-        let stageKey = FieldKey(entity: "case", field: "stage")
+        let stageKey = CaseField.stage
         if let index = ops.firstIndex(where: { if case .assign(let field, _) = $0 { field == stageKey } else { false } }
         ),
             case .assign(_, .string(let target)) = ops[index]
@@ -541,8 +541,8 @@ extension WebApp {
         try CaseOperations(store: store).moveStage(
             caseID: caseID, to: "intake", reason: nil, by: manager,
             also: [
-                .assign(FieldKey(entity: "case", field: "caseManager"), .string(manager)),
-                .remove(FieldKey(entity: "case", field: "tags"), "intake-new"),
+                .assign(CaseField.caseManager, .string(manager)),
+                .remove(CaseField.tags, "intake-new"),
             ], recording: try entry(.write, call, via: "POST /cases/{id}/take"))
         return WebHeaders.redirect("/cases/\(caseID)?done=take")
     }

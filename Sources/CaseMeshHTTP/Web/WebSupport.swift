@@ -1,4 +1,5 @@
 import CaseMeshCRDT
+import CaseMeshModel
 import CaseMeshStore
 import Crypto
 import Foundation
@@ -167,7 +168,7 @@ extension CaseStore {
         var cursor = end > window ? end - window : 1
         var count = 0
         let own = replicaID
-        let accessLog = FieldKey(entity: "case", field: "accessLog")
+        let accessLog = CaseField.accessLog
         while cursor < end {
             let page = try feedPage(from: cursor, maxChanges: 500)
             count +=
