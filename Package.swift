@@ -61,6 +61,7 @@ let package = Package(
                 .embedInCode("Resources/0007-deadlines-in-listing.sql"),
                 .embedInCode("Resources/0008-listing-index.sql"),
                 .embedInCode("Resources/0009-held-for-newer-schema.sql"),
+                .embedInCode("Resources/0010-role-grants.sql"),
             ],
             swiftSettings: strictSettings
         ),
@@ -75,6 +76,7 @@ let package = Package(
             name: "CaseMeshSimulation",
             dependencies: [
                 "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNet",
+                "CaseMeshOperations",
             ],
             swiftSettings: strictSettings
         ),

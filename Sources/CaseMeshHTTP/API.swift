@@ -26,20 +26,21 @@ struct API: Sendable {
 
     /// Every route: method, path (Hummingbird's `{parameter}` form) and the role it
     /// needs (nil: no login). The OpenAPI document is checked against this list.
-    static let routes: [(method: String, path: String, role: StaffRole?)] = [
-        ("POST", "/api/v1/session", nil), ("GET", "/api/v1/session", .caseworker),
-        ("DELETE", "/api/v1/session", .caseworker),
-        ("GET", "/api/v1/cases", .caseworker), ("POST", "/api/v1/cases", .caseworker),
-        ("GET", "/api/v1/cases/{id}", .caseworker), ("POST", "/api/v1/cases/{id}/changes", .caseworker),
-        ("GET", "/api/v1/conflicts", .caseworker), ("POST", "/api/v1/cases/{id}/resolve", .supervisor),
-        ("POST", "/api/v1/cases/{id}/stage", .caseworker),
-        ("POST", "/api/v1/cases/{id}/share", .supervisor), ("POST", "/api/v1/cases/{id}/withdraw", .supervisor),
-        ("GET", "/api/v1/cases/{id}/access-log", .supervisor), ("GET", "/api/v1/reports/monthly", .supervisor),
-        ("GET", "/api/v1/quarantine", .admin), ("GET", "/api/v1/peers", .admin),
-        ("POST", "/api/v1/persons/identify", .caseworker), ("POST", "/api/v1/persons/find", .caseworker),
-        ("POST", "/api/v1/intake", nil), ("GET", "/api/v1/changes", .caseworker),
-        ("GET", "/api/v1/openapi.json", nil),
-    ]
+    static let routes: [(method: String, path: String, role: StaffRole?)] =
+        [
+            ("POST", "/api/v1/session", nil), ("GET", "/api/v1/session", .caseworker),
+            ("DELETE", "/api/v1/session", .caseworker),
+            ("GET", "/api/v1/cases", .caseworker), ("POST", "/api/v1/cases", .caseworker),
+            ("GET", "/api/v1/cases/{id}", .caseworker), ("POST", "/api/v1/cases/{id}/changes", .caseworker),
+            ("GET", "/api/v1/conflicts", .caseworker), ("POST", "/api/v1/cases/{id}/resolve", .supervisor),
+            ("POST", "/api/v1/cases/{id}/stage", .caseworker),
+            ("POST", "/api/v1/cases/{id}/share", .supervisor), ("POST", "/api/v1/cases/{id}/withdraw", .supervisor),
+            ("GET", "/api/v1/cases/{id}/access-log", .supervisor), ("GET", "/api/v1/reports/monthly", .supervisor),
+            ("GET", "/api/v1/quarantine", .admin), ("GET", "/api/v1/peers", .admin),
+            ("POST", "/api/v1/persons/identify", .caseworker), ("POST", "/api/v1/persons/find", .caseworker),
+            ("POST", "/api/v1/intake", nil), ("GET", "/api/v1/changes", .caseworker),
+            ("GET", "/api/v1/openapi.json", nil),
+        ] + coordinationRoutes
 
     func register(on router: Router<APIRequestContext>) {
         let api = router.group("/api/v1")
@@ -192,6 +193,7 @@ struct API: Sendable {
                         found.map { .object(["case": .string($0.caseID.rawValue), "person": .string($0.person)]) })
                 ]))
         }
+        registerCoordination(on: api)
         api.post("intake") { request, context in try await intake(request, context) }
         api.get("changes") { request, context in try changes(request, try authenticate(request, .caseworker)) }
         api.get("openapi.json") { _, _ in
@@ -444,39 +446,19 @@ struct API: Sendable {
                     "op": .string("insert"), "field": .string("report.crisisSignals"), "value": .string(signal),
                 ]))
         }
-        ops.append(.insert(CaseField.tags, "intake-new"))
-        // A city-level node routes the report to the dong office covering the
-        // household; one no route names waits in this node's own queue, marked.
-        let own = store.replicaID.institution
-        var routedTo: InstitutionID?
         // The routing file, or else the dongs the consortium directory's dong offices cover.
         let covered = (try? store.memberDirectory())?.routes ?? [:]
-        if let routing = configuration.intakeRouting ?? (covered.isEmpty ? nil : IntakeRouting(routes: covered)) {
-            if let dong = body["dong"]?.stringValue, let target = routing.institution(forDong: dong) {
-                if target != own { routedTo = target }
-            } else {
-                ops.append(.insert(CaseField.tags, "unrouted"))
-            }
-        }
         var generator = SystemRandomNumberGenerator()
         let record = AccessRecord(
             action: .open, actor: "intake channel \(channel)", purpose: "case-management",
             via: "api POST /intake from \(context.originAddress)")
-        let (caseID, opened) = try store.openIntakeCase(
-            channel: channel, messageID: messageID, ops: ops, using: &generator, recording: record)
+        let (caseID, opened, routedTo) = try operations.receiveReport(
+            channel: channel, messageID: messageID, ops: ops, dong: body["dong"]?.stringValue,
+            routing: configuration.intakeRouting ?? (covered.isEmpty ? nil : IntakeRouting(routes: covered)),
+            using: &generator, recording: record)
         var answer: [String: JSONValue] = ["case": .string(caseID.rawValue), "opened": .bool(opened)]
         if let routedTo {
-            // Shared under the statutory basis for discovery; the dong's node gets the
-            // case at its next sync and shows it in its intake queue.
-            let until = Date().addingTimeInterval(365 * 86_400)
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime]
             if opened {
-                let grant = try CaseOperations.grant(
-                    institutions: [routedTo.rawValue], consent: nil, basis: IntakeRouting.basis,
-                    categories: ["general"], purposes: ["case-management"], until: formatter.string(from: until),
-                    subject: "household", grantor: "subject")
-                try store.share(caseID, grant: grant, allowingNew: [routedTo], recording: record)
                 logger.info(
                     "intake report routed",
                     metadata: ["case": "\(caseID)", "to": "\(routedTo)", "channel": "\(channel)"])
@@ -636,6 +618,7 @@ struct API: Sendable {
             case .invalid: throw Problem(.unprocessableContent, refusal.message)
             case .notFound: throw Problem(.notFound, refusal.message)
             case .conflict: throw Problem(.conflict, refusal.message)
+            case .forbidden: throw Problem(.forbidden, refusal.message)
             }
         }
     }

@@ -15,4 +15,12 @@ public enum CaseField {
     public static let notes = FieldKey(entity: "case", field: "notes")
     public static let stageEvents = FieldKey(entity: "case", field: "stageEvents")
     public static let accessLog = FieldKey(entity: "case", field: "accessLog")
+    public static let handoverOffer = FieldKey(entity: "case", field: "handoverOffer")
+    public static let handoverEvents = FieldKey(entity: "case", field: "handoverEvents")
+    public static let links = FieldKey(entity: "case", field: "links")
+
+    /// A field of one referral (`referral#r1.progress`).
+    public static func referral(_ instance: String, _ field: String) -> FieldKey {
+        FieldKey(entity: "referral", instance: instance, field: field)
+    }
 }

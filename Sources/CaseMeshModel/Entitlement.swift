@@ -67,9 +67,25 @@ public struct Entitlement: Hashable, Sendable {
             categories = Set(DataCategory.allCases)
             return
         }
-        var consents: Set<String> = []
-        for key in fields.keys where key.entity == "consent" { consents.insert(key.instance) }
-        for instance in consents {
+        for covered in Self.consents(covering: institution, fields: fields, schema: schema, nowMillis: nowMillis).values
+        {
+            categories.formUnion(covered)
+        }
+    }
+}
+
+extension Entitlement {
+    /// The consents of a case that cover `institution` at `nowMillis` (name it among
+    /// the recipients, name a basis and have not ended), each with the categories it
+    /// covers; whether the institution takes part is not asked.
+    public static func consents(
+        covering institution: InstitutionID, fields: [FieldKey: FieldState], schema: CaseSchema, nowMillis: UInt64
+    ) -> [String: Set<DataCategory>] {
+        let name = institution.rawValue
+        var instances: Set<String> = []
+        for key in fields.keys where key.entity == "consent" { instances.insert(key.instance) }
+        var found: [String: Set<DataCategory>] = [:]
+        for instance in instances {
             func field(_ name: String) -> FieldState? {
                 fields[FieldKey(entity: "consent", instance: instance, field: name)]
             }
@@ -89,14 +105,11 @@ public struct Entitlement: Hashable, Sendable {
                 if let end = ends.min(), end <= nowMillis { continue }
                 if ends.isEmpty && !until.siblings.isEmpty { continue }
             }
-            for element in covered.elements(.addWins) {
-                if let category = DataCategory(rawValue: element) { categories.insert(category) }
-            }
+            found[instance] = Set(covered.elements(.addWins).compactMap(DataCategory.init(rawValue:)))
         }
+        return found
     }
-}
 
-extension Entitlement {
     /// How long `institution` may receive the case, as of `nowMillis`: the rule only
     /// narrows as time passes (consents run out), so this is the first consent end
     /// at which the rule stops granting the case; stored with a case's listing line

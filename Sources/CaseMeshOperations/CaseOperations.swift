@@ -14,7 +14,7 @@ public struct CaseOperations: Sendable {
     /// An operation refused for what was asked (not for the store): the surfaces
     /// answer it as a usage error (CLI) or a 4xx (API).
     public struct Refusal: Error, Sendable, CustomStringConvertible {
-        public enum Kind: Sendable { case invalid, notFound, conflict }
+        public enum Kind: Sendable { case invalid, notFound, conflict, forbidden }
         public var kind: Kind
         public var message: String
         /// A stable name of the refusal (`stage.reopen`), for a screen that says it

@@ -1,4 +1,6 @@
 public import CaseMeshCRDT
+import CaseMeshModel
+public import CaseMeshStore
 import Foundation
 
 /// Where a city-level node sends the reports its intake channels bring: the dong
@@ -48,4 +50,39 @@ public struct IntakeRouting: Sendable {
 
     /// Spaces removed (`생연 1동` and `생연1동` are one dong).
     static func normalise(_ dong: String) -> String { dong.filter { !$0.isWhitespace } }
+}
+
+extension CaseOperations {
+    /// Opens the case of a channel's report, once per message ID, led by this node's
+    /// institution and waiting in its intake queue; at a city-level node with
+    /// `routing`, a report whose dong a route names is shared at once with that dong
+    /// office under the statutory basis for discovery (``IntakeRouting/basis``, for a
+    /// year), and one no route names is tagged `unrouted` for this node's own staff.
+    ///
+    /// - Returns: the case, whether this call opened it, and where it was routed.
+    public func receiveReport(
+        channel: String, messageID: String, ops reportOps: [FieldOperation], dong: String?, routing: IntakeRouting?,
+        using generator: inout some RandomNumberGenerator, recording record: AccessRecord
+    ) throws -> (caseID: CaseID, opened: Bool, routedTo: InstitutionID?) {
+        var ops = reportOps + [.insert(CaseField.tags, "intake-new")]
+        let own = store.replicaID.institution
+        var routedTo: InstitutionID?
+        if let routing {
+            if let dong, let target = routing.institution(forDong: dong) {
+                if target != own { routedTo = target }
+            } else {
+                ops.append(.insert(CaseField.tags, "unrouted"))
+            }
+        }
+        let (caseID, opened) = try store.openIntakeCase(
+            channel: channel, messageID: messageID, ops: ops, using: &generator, recording: record)
+        if let routedTo, opened {
+            let until = ISOTime.string(millis: store.nowMillis + 365 * 86_400_000, fractionalSeconds: false)
+            let grant = try CaseOperations.grant(
+                institutions: [routedTo.rawValue], consent: nil, basis: IntakeRouting.basis, categories: ["general"],
+                purposes: ["case-management"], until: until, subject: "household", grantor: "subject")
+            try store.share(caseID, grant: grant, allowingNew: [routedTo], recording: record)
+        }
+        return (caseID, opened, routedTo)
+    }
 }

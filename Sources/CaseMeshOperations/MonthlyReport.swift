@@ -115,9 +115,9 @@ public struct MonthlyReport: Sendable {
             Set(snapshot.fields.keys.filter { $0.entity == entity }.map(\.instance)).sorted()
         }
         for instance in instances("referral") {
-            let to = register("referral#\(instance).to").map(\.description) ?? "unknown"
-            let status = register("referral#\(instance).status").map(\.description) ?? "unknown"
-            referrals[to, default: [:]][status, default: 0] += 1
+            let referral = CaseOperations.referral(instance: instance, in: snapshot)
+            let status = referral.conflict.isEmpty ? referral.status?.rawValue ?? "unknown" : "conflict"
+            referrals[referral.to ?? "unknown", default: [:]][status, default: 0] += 1
         }
         for instance in instances("service") {
             guard let status = register("service#\(instance).status")?.description, status != "planned" else {
@@ -202,6 +202,7 @@ public struct MonthlyReport: Sendable {
         "provision": "서비스제공", "monitoring": "모니터링", "closed": "종결", "follow-up": "사후관리", "none": "미정",
         "selection": "대상자 선정", "plan": "서비스 제공계획", "followUp3": "사후관리 (3개월)", "followUp6": "사후관리 (6개월)",
         "requested": "의뢰함", "accepted": "수락", "declined": "거절", "revoked": "취소", "completed": "완료",
+        "in-progress": "진행 중", "done": "완료", "withdrawn": "철회", "conflict": "충돌 (검토 필요)",
         "emergency-welfare": "긴급복지", "basic-livelihood": "기초생활수급", "housing-support": "주거 지원",
         "meal-delivery": "도시락 배달", "home-care": "재가 돌봄", "counselling": "상담", "medical": "의료",
         "private-donation": "민간 후원", "employment-support": "취업 지원", "other": "기타", "unknown": "미상",

@@ -1,5 +1,6 @@
 import CaseMeshCRDT
 import CaseMeshModel
+import CaseMeshOperations
 import CaseMeshStore
 import Foundation
 
@@ -41,6 +42,38 @@ public struct Scenario: Decodable, Sendable {
         public var advanceHours: Double?
         /// An institution's clock runs this many hours ahead (0 to fix it).
         public var skewHours: [String: Double]?
+
+        // The process of joint case management, through the operations case
+        // workers use (``CaseOperations``), with `by` acting:
+
+        /// Moves the case with this label to the stage `to` (with `reason`).
+        public var move: String?
+        /// Refers the case with this label to institution `to` for `service`; the
+        /// referral is known afterwards by `label`.
+        public var refer: String?
+        public var service: String?
+        public var label: String?
+        /// Moves the referral with this label to `status` (with `reason`).
+        public var referral: String?
+        public var status: String?
+        /// The lead offers the case with this label to institution `to`.
+        public var handover: String?
+        /// The institution offered the case with this label answers `answer`
+        /// (accepted, declined; withdrawn by the lead).
+        public var answerHandover: String?
+        public var answer: String?
+        /// Records a conference on the case with this label, approving the plan items `approve`.
+        public var conference: String?
+        public var approve: [String]?
+        /// A channel's report arrives at `by` under this case label, for the household's
+        /// `dong`, routed by `routes` (dong → institution).
+        public var intake: String?
+        public var dong: String?
+        public var routes: [String: String]?
+        public var to: String?
+        public var reason: String?
+        /// The step must be refused, with a message containing this.
+        public var refused: String?
     }
 
     /// What must hold at the end.
@@ -59,6 +92,16 @@ public struct Scenario: Decodable, Sendable {
         public var notes: [String]?
         /// The case must not be held there at all.
         public var absent: Bool?
+        /// A statutory deadline (its name) and its status there, by that node's own
+        /// clock: open, overdue, met, late (met after its day), reminder or closed.
+        public var deadline: String?
+        public var deadlineStatus: String?
+        /// The referral with this label and its status; with `conflict`, the statuses
+        /// that stand side by side.
+        public var referral: String?
+        public var status: String?
+        /// The institutions the standing handover offers name (two for concurrent offers).
+        public var offeredTo: [String]?
     }
 
     public static func load(_ path: String) throws -> Scenario {
@@ -106,6 +149,7 @@ public struct ScenarioRunner {
             return store
         }
         var cases: [String: CaseID] = [:]
+        var referrals: [String: (caseLabel: String, instance: String)] = [:]
         var offline: Set<String> = []
         var generator = SeededGenerator(seed: 7)
         for (number, step) in scenario.steps.enumerated() {
@@ -136,8 +180,18 @@ public struct ScenarioRunner {
                 if let note = step.note { ops.append(.append(CaseField.notes, note)) }
                 return ops
             }
+            let record = AccessRecord(
+                action: .write, actor: step.by ?? "scenario", purpose: "case-management",
+                via: "scenario step \(number + 1)")
             do {
-                if let label = step.open {
+                if try playWorkflow(
+                    step, store: { try store(step.by) }, cases: &cases, referrals: &referrals, generator: &generator,
+                    record: record)
+                {
+                    if let refused = step.refused {
+                        throw SimulationError("step \(number + 1) was not refused (expected '\(refused)')")
+                    }
+                } else if let label = step.open {
                     cases[label] = try store(step.by).openCase(ops: try ops(), using: &generator).caseID
                 } else if let label = step.edit {
                     guard let caseID = cases[label] else { throw SimulationError("unknown case '\(label)'") }
@@ -172,13 +226,82 @@ public struct ScenarioRunner {
                     throw SimulationError("step \(number + 1) does nothing")
                 }
             } catch let error as StoreError where error.code == .invalidWrite {
+                if let refused = step.refused, error.message.contains(refused) { continue }
                 throw SimulationError("step \(number + 1): \(error.message)")
+            } catch let refusal as CaseOperations.Refusal {
+                if let refused = step.refused, refusal.message.contains(refused) { continue }
+                throw SimulationError("step \(number + 1) refused: \(refusal.message)")
             }
         }
-        return try check(scenario, stores: stores, cases: cases)
+        return try check(scenario, stores: stores, clocks: clocks, cases: cases, referrals: referrals)
     }
 
-    private func check(_ scenario: Scenario, stores: [String: CaseStore], cases: [String: CaseID]) throws -> [String] {
+    /// Plays a step of the case-management process; false for a step of another kind.
+    private func playWorkflow(
+        _ step: Scenario.Step, store: () throws -> CaseStore, cases: inout [String: CaseID],
+        referrals: inout [String: (caseLabel: String, instance: String)], generator: inout SeededGenerator,
+        record: AccessRecord
+    ) throws -> Bool {
+        let known = cases
+        func caseID(_ label: String) throws -> CaseID {
+            guard let caseID = known[label] else { throw SimulationError("unknown case '\(label)'") }
+            return caseID
+        }
+        let by = step.by ?? "scenario"
+        if let label = step.move, let target = step.to {
+            try CaseOperations(store: try store()).moveStage(
+                caseID: try caseID(label), to: target, reason: step.reason, by: by, recording: record)
+        } else if let label = step.refer, let target = step.to {
+            let made = try CaseOperations(store: try store()).refer(
+                caseID: try caseID(label), to: target, service: step.service ?? "service", need: step.reason,
+                consent: nil, by: by, using: &generator, recording: record)
+            referrals[step.label ?? made.referral] = (label, made.referral)
+        } else if let label = step.referral, let text = step.status {
+            guard let known = referrals[label] else { throw SimulationError("unknown referral '\(label)'") }
+            guard let status = ReferralEvent.Status(rawValue: text) else {
+                throw SimulationError("unknown referral status '\(text)'")
+            }
+            try CaseOperations(store: try store()).moveReferral(
+                caseID: try caseID(known.caseLabel), referral: known.instance, to: status, reason: step.reason, by: by,
+                recording: record)
+        } else if let label = step.handover, let target = step.to {
+            try CaseOperations(store: try store()).offerHandover(
+                caseID: try caseID(label), to: target, reason: step.reason, by: by, recording: record)
+        } else if let label = step.answerHandover, let text = step.answer {
+            guard let answer = HandoverOffer.Status(rawValue: text) else {
+                throw SimulationError("unknown handover answer '\(text)'")
+            }
+            try CaseOperations(store: try store()).answerHandover(
+                caseID: try caseID(label), answer, reason: step.reason, by: by, recording: record)
+        } else if let label = step.conference {
+            _ = try CaseOperations(store: try store()).recordConference(
+                caseID: try caseID(label),
+                heldAt: ISOTime.string(millis: try store().nowMillis, fractionalSeconds: false),
+                institutions: [], people: [], decisions: step.reason.map { [$0] } ?? [], approving: step.approve ?? [],
+                using: &generator, recording: record)
+        } else if let label = step.intake {
+            var routes: [String: InstitutionID] = [:]
+            for (dong, institution) in step.routes ?? [:] { routes[dong] = try InstitutionID(institution) }
+            let store = try store()
+            let report: [FieldOperation] =
+                [
+                    .assign(FieldKey(entity: "report", field: "channel"), .string("kakao")),
+                    .assign(CaseField.stage, .string("discovery")),
+                ] + (step.dong.map { [.assign(FieldKey(entity: "household", field: "dong"), .string($0))] } ?? [])
+            let received = try CaseOperations(store: store).receiveReport(
+                channel: "kakao", messageID: label, ops: report, dong: step.dong,
+                routing: routes.isEmpty ? nil : IntakeRouting(routes: routes), using: &generator, recording: record)
+            cases[label] = received.caseID
+        } else {
+            return false
+        }
+        return true
+    }
+
+    private func check(
+        _ scenario: Scenario, stores: [String: CaseStore], clocks: [String: SimulatedClock], cases: [String: CaseID],
+        referrals: [String: (caseLabel: String, instance: String)]
+    ) throws -> [String] {
         var failures: [String] = []
         for expectation in scenario.expect {
             guard let caseID = cases[expectation.case] else {
@@ -211,7 +334,7 @@ public struct ScenarioRunner {
                             continue
                         }
                     }
-                    if let expected = expectation.conflict {
+                    if let expected = expectation.conflict, expectation.referral == nil {
                         var kept: [String] = []
                         if case .register(let register)? = state, register.isConflict {
                             kept = register.siblings.map(\.value.description)
@@ -230,6 +353,9 @@ public struct ScenarioRunner {
                         }
                     }
                 }
+                failures += Self.checkWorkflow(
+                    expectation, at: name, snapshot: snapshot, now: clocks[name]?.nowMillis() ?? 0, referrals: referrals
+                )
                 if let notes = expectation.notes {
                     var shown: [String] = []
                     if case .log(let log)? = snapshot.fields[CaseField.notes] {
@@ -242,6 +368,54 @@ public struct ScenarioRunner {
             }
             if expectation.at == ["all"], Set(views).count > 1 {
                 failures.append("the replicas holding '\(expectation.case)' do not show the same case")
+            }
+        }
+        return failures
+    }
+
+    /// The expectations about the process: deadlines by the node's own clock,
+    /// referrals and handover offers.
+    static func checkWorkflow(
+        _ expectation: Scenario.Expectation, at name: String, snapshot: CaseSnapshot, now: UInt64,
+        referrals: [String: (caseLabel: String, instance: String)]
+    ) -> [String] {
+        var failures: [String] = []
+        if let deadline = expectation.deadline, let wanted = expectation.deadlineStatus {
+            let found = CaseWorkflow.deadlines(of: snapshot, now: now).first { $0.name == deadline }
+            let status: String
+            switch found?.status {
+            case .met(_, let onTime)?: status = onTime ? "met" : "late"
+            case .open?: status = "open"
+            case .overdue?: status = "overdue"
+            case .reminder?: status = "reminder"
+            case .closedBefore?: status = "closed"
+            case nil: status = "none"
+            }
+            if status != wanted {
+                failures.append(
+                    "\(name): deadline \(deadline) of '\(expectation.case)' is \(status), expected \(wanted)")
+            }
+        }
+        if let label = expectation.referral {
+            guard let known = referrals[label] else { return failures + ["unknown referral '\(label)'"] }
+            let referral = CaseOperations.referrals(of: snapshot).first { $0.instance == known.instance }
+            if let wanted = expectation.status, referral?.status?.rawValue != wanted {
+                failures.append(
+                    "\(name): referral \(label) is \(referral?.status?.rawValue ?? "none") "
+                        + "(\(referral?.conflict ?? [])), expected \(wanted)")
+            }
+            if let wanted = expectation.conflict, Set(referral?.conflict ?? []) != Set(wanted) {
+                failures.append("\(name): referral \(label) stands as \(referral?.conflict ?? []), expected \(wanted)")
+            }
+        }
+        if let wanted = expectation.offeredTo {
+            var offered: [String] = []
+            if case .register(let register)? = snapshot.fields[CaseField.handoverOffer] {
+                offered = register.siblings.compactMap { HandoverOffer(text: $0.value.description) }
+                    .filter { $0.status == .offered }.map(\.to)
+            }
+            if offered.sorted() != wanted.sorted() {
+                failures.append("\(name): the case is offered to \(offered.sorted()), expected \(wanted.sorted())")
             }
         }
         return failures

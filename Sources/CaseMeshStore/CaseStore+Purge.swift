@@ -50,6 +50,7 @@ extension CaseStore {
                         try db.execute(sql: "DELETE FROM fieldState WHERE caseRef = ?", arguments: [item.caseRef])
                         try db.execute(sql: "DELETE FROM caseSummary WHERE caseRef = ?", arguments: [item.caseRef])
                         try db.execute(sql: "DELETE FROM participantGrant WHERE caseRef = ?", arguments: [item.caseRef])
+                        try db.execute(sql: "DELETE FROM roleGrant WHERE caseRef = ?", arguments: [item.caseRef])
                         for table in ["pendingChange", "departureNotice", "heldChange"] {
                             try db.execute(
                                 sql: "DELETE FROM \(table) WHERE caseKey = ?", arguments: [item.caseID.rawValue])

@@ -692,7 +692,11 @@ struct LogPageReader {
     /// what a consent covers, sets a consent's basis or end, or hands the institution
     /// the lead.
     private func joinsWithHistory(_ change: Change) -> Bool {
-        guard !(change.seq == 1 && change.context.sortedEntries.isEmpty) else { return false }
+        // An access log is opened by every institution that writes its first entry
+        // to it, each with a first change of its own that has seen nothing: the log's
+        // entries from before still go to it, or its later ones would wait for ever.
+        let opensAccessLog = change.ops.contains(.insert(CaseField.tags, CaseStore.accessLogTag))
+        guard !(change.seq == 1 && change.context.sortedEntries.isEmpty) || opensAccessLog else { return false }
         return change.ops.contains { op in
             switch op {
             case .insert(let field, let element):

@@ -53,7 +53,14 @@ extension CaseStore {
             try requireEntitled(caseID)
             try moveSpilledAccess()
         }
-        let access = try record.map { record throws(StoreError) in try accessLogWrites(for: [caseID], record) }
+        // A change that hands the case over: its access entry already goes to the new
+        // lead, which from then on receives the case's access log (and, from whichever
+        // node holds it, the entries written before).
+        var leads: [CaseID: String] = [:]
+        for case .assign(let field, .string(let name)) in ops where field == Entitlement.lead { leads[caseID] = name }
+        let access = try record.map { record throws(StoreError) in
+            try accessLogWrites(for: [caseID], record, leads: leads)
+        }
         return try commit(caseID: caseID, ops: ops, isNewCase: false, access: access ?? [])
     }
 
@@ -100,6 +107,19 @@ extension CaseStore {
                 arguments: [channel, messageID])
         }
         return try key.map { text throws(StoreError) in try Self.wrapDatabaseErrors { try CaseID(text) } }
+    }
+
+    /// Writes a change without the role rule every receiver applies (the lead and
+    /// referral answers of ``RoleAct``): what a modified or hostile node would send,
+    /// for tests of the receivers' side.
+    @_spi(Testing) public func writeSkippingRoleRule(caseID: CaseID, ops: [FieldOperation]) throws(StoreError)
+        -> Change
+    {
+        let replicaID = replicaID
+        return try withApplySession(wallMillis: clock.nowMillis(), checkpoint: true) { session in
+            session.checksRoles = false
+            return try session.commitLocal(caseID: caseID, origin: replicaID, ops: ops, isNewCase: false)
+        }
     }
 
     private func commit(

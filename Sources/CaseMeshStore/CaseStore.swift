@@ -17,6 +17,8 @@ public struct CaseStore: Sendable {
     public let schema: CaseSchema
     let writer: any DatabaseWriter
     let clock: any WallClock
+    /// The store's wall clock now (ms since 1970): the time its rules are read at.
+    public var nowMillis: UInt64 { clock.nowMillis() }
     let cache = StoreCache()
     /// Concurrent reads' access entries, committed together (see ``GroupCommit``).
     let accessCommits = GroupCommit<AccessLogWrite>()

@@ -79,7 +79,7 @@ import Testing
         try Binary.ok(["case", "open"] + data)
         let database = root + "/dong/casemesh.sqlite"
         let queue = try DatabaseQueue(path: database)
-        try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('0010-future')") }
+        try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('0011-future')") }
         func applied() throws -> [String] {
             try queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1") }
         }
@@ -87,7 +87,7 @@ import Testing
         let refused = try Binary.run(["case", "list"] + data)
         #expect(refused.status != 0)
         #expect(
-            refused.stderr.contains("store version 10") && refused.stderr.contains("knows store version 9"),
+            refused.stderr.contains("store version 11") && refused.stderr.contains("knows store version 10"),
             "\(refused.stderr)")
         #expect(try applied() == before, "nothing was migrated")
     }
@@ -105,11 +105,12 @@ import Testing
             try db.execute(sql: "DROP TABLE caseSummary")
             try db.execute(sql: "DROP TABLE restoreHold")
             try db.execute(sql: "DROP TABLE heldChange")
+            try db.execute(sql: "DROP TABLE roleGrant")
             try db.execute(
                 sql: """
                     DELETE FROM grdb_migrations WHERE identifier IN
                     ('0005-case-summaries', '0006-restore-hold', '0007-deadlines-in-listing', '0008-listing-index',
-                    '0009-held-for-newer-schema')
+                    '0009-held-for-newer-schema', '0010-role-grants')
                     """)
         }
         let listed = try Binary.ok(["case", "list", "--json"] + data)
@@ -118,9 +119,9 @@ import Testing
             try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY 1")
         }
         #expect(
-            applied.suffix(5) == [
+            applied.suffix(6) == [
                 "0005-case-summaries", "0006-restore-hold", "0007-deadlines-in-listing", "0008-listing-index",
-                "0009-held-for-newer-schema",
+                "0009-held-for-newer-schema", "0010-role-grants",
             ])
     }
 

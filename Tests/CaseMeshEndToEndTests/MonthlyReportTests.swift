@@ -43,7 +43,9 @@ import Testing
         try Binary.ok(["case", "set", cases[0], "service#s1.status", "active"] + data)
         try Binary.ok(["case", "set", cases[0], "service#s1.amountWon", "1200000"] + data)
         try Binary.ok(["case", "set", cases[0], "referral#r1.to", "senior.centre"] + data)
-        try Binary.ok(["case", "set", cases[0], "referral#r1.status", "accepted"] + data)
+        // Only the senior centre may accept it (RoleRuleTests); the referrer records it done.
+        #expect(try Binary.run(["case", "set", cases[0], "referral#r1.status", "accepted"] + data).status != 0)
+        try Binary.ok(["case", "set", cases[0], "referral#r1.status", "completed"] + data)
         try Binary.ok(["case", "stage", cases[1], "closed", "--reason", "전출"] + data)
         try Binary.ok(["case", "show", cases[2], "--actor", "김민지 (kim)"] + data)
 
@@ -61,7 +63,7 @@ import Testing
         let resources = try Self.rows(out + "/casemesh-\(month)-resources.csv").rows
         #expect(resources.contains([month, "긴급복지", "emergency-welfare", "1", "1200000"]), "\(resources)")
         #expect(
-            try Self.rows(out + "/casemesh-\(month)-referrals.csv").rows.contains([month, "senior.centre", "수락", "1"]))
+            try Self.rows(out + "/casemesh-\(month)-referrals.csv").rows.contains([month, "senior.centre", "완료", "1"]))
         let review = try Self.rows(out + "/casemesh-\(month)-access-review.csv").rows
         #expect(review.first == ["월", "계정", "열람", "변경", "개설", "반출", "검토 필요"])
         #expect(review.contains { $0.count > 2 && $0[1] == "김민지 (kim)" && $0[2] == "1" }, "\(review)")

@@ -11,7 +11,7 @@ import Testing
         ] {
             #expect(schema.entities[entity] != nil, "missing \(entity)")
         }
-        #expect(schema.version == 2)
+        #expect(schema.version == 3)
         #expect(schema.category(of: try! FieldKey(parsing: "person#p1.healthNotes")) == .sensitive)
         #expect(schema.category(of: try! FieldKey(parsing: "person#p1.rrnHash")) == .uniqueID)
         #expect(schema.category(of: try! FieldKey(parsing: "riskLevel")) == .general)

@@ -10,7 +10,8 @@ struct CaseCommand: ParsableCommand {
         commandName: "case", abstract: "Open, edit and read cases.",
         subcommands: [
             Open.self, Set.self, Add.self, Remove.self, Note.self, Stage.self, Deadlines.self, Share.self,
-            Withdraw.self, Identify.self, FindPerson.self, Show.self, List.self,
+            Withdraw.self, Identify.self, FindPerson.self, Refer.self, Referral.self, Handover.self, Task.self,
+            Tasks.self, Show.self, List.self,
         ])
 }
 

@@ -121,6 +121,7 @@ struct WebApp: Sendable {
                 case .invalid: .unprocessableContent
                 case .notFound: .notFound
                 case .conflict: .conflict
+                case .forbidden: .forbidden
                 }
             return errorPage(call, status, refusal.code.flatMap { call.t.strings["refusal_\($0)"] } ?? refusal.message)
         } catch {

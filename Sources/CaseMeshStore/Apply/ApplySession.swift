@@ -31,6 +31,9 @@ final class ApplySession {
     var sender: ReplicaID?
     /// The replica receiving (whose institution's departure notices matter here).
     var receiver: ReplicaID?
+    /// Whether local changes are held to the role rule receivers apply (off only
+    /// for tests that play a hostile node).
+    var checksRoles = true
     /// Unresolved quarantine entries and their body bytes, once looked up.
     private var quarantineUsage: (rows: Int64, bytes: Int64)?
     /// Changes held for a newer schema and their body bytes, once looked up.
@@ -240,6 +243,11 @@ final class ApplySession {
             context: context, ops: ops)
         try change.validateStructure()
         for op in change.ops { try schema.validateLocal(op) }
+        // The rule every receiver applies, so a change this node writes is not one
+        // its peers would quarantine.
+        if checksRoles, let refusal = try roleRefusal(change, caseRef: caseRef) {
+            throw StoreError(code: .invalidWrite, message: refusal)
+        }
         try apply(change, body: change.encoded(), caseRef: caseRef)
         return change
     }
@@ -327,6 +335,8 @@ final class ApplySession {
     /// what the change had seen, or the change opens the case naming it, or the case
     /// is the access log of a case the institution took part in.
     func writerRefusal(_ change: Change, caseRef: Int64?) throws -> String? {
+        // Roles only one institution may give or take, whoever else may write.
+        if let refusal = try roleRefusal(change, caseRef: caseRef) { return refusal }
         // An origin accepted once in a case is accepted for its later changes there:
         // each has seen everything the earlier one had (the common case, one lookup).
         let writer = StoreCache.StateKey(caseRef: caseRef ?? 0, fieldRef: try replicaRef(change.origin))
@@ -356,7 +366,7 @@ final class ApplySession {
     }
 
     /// The case whose access log `caseID` is, among the cases held.
-    private func companionOriginal(_ caseID: CaseID) throws -> Int64? {
+    func companionOriginal(_ caseID: CaseID) throws -> Int64? {
         if cache.companions == nil {
             var map: [CaseID: Int64] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, caseKey FROM caseRecord") {
@@ -616,7 +626,7 @@ final class ApplySession {
         report.deferred = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM pendingChange") ?? 0
     }
 
-    private func state(_ key: StateKey) throws -> FieldState? {
+    func state(_ key: StateKey) throws -> FieldState? {
         if let cached = cache.states[key] { return cached }
         guard let bytes = try selectState.bind(key.caseRef).bind(key.fieldRef).firstBlob() else { return nil }
         let state = try FieldState(decoding: bytes, coder: SessionReplicaCoder(session: self))
@@ -652,6 +662,7 @@ final class ApplySession {
             ).execute(arguments: [caseRef, institution, try replicaRef(change.origin), Int64(change.seq)])
             if cache.grants[caseRef] != nil { cache.grants[caseRef]![institution, default: []].append(change.dot) }
         }
+        try recordRoleGrants(change, caseRef: caseRef)
         try resolveQuarantine(of: change)
         try segment.append(
             caseRef: caseRef, replicaRef: try replicaRef(change.origin), canonical: body, sealRef: sealRef, leaf: leaf)

@@ -38,6 +38,11 @@ enum Migrations {
         migrator.registerMigration("0009-held-for-newer-schema") { db in
             try db.execute(sql: String(decoding: PackageResources._009_held_for_newer_schema_sql, as: UTF8.self))
         }
+        migrator.registerMigration("0010-role-grants") { db in
+            // Cases held before have no rows: the writer policy falls back to the
+            // current lead and referral target for them (see ApplySession.roleRefusal).
+            try db.execute(sql: String(decoding: PackageResources._010_role_grants_sql, as: UTF8.self))
+        }
         return migrator
     }
 

@@ -1,0 +1,1 @@
+../../../schema/migrations/0010-role-grants.sql
