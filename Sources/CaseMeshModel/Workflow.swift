@@ -379,10 +379,47 @@ extension StageEvent {
 
 extension DeadlineRules {
     /// The deadline a case must meet next, whatever the time: the earliest of those
-    /// not met (reminders and deadlines a closure ended left out). It is overdue
-    /// once the moment it names has passed; the case list keeps it, so overdue and
-    /// due-soon lists are one indexed query.
-    public func nextDue(_ events: [StageEvent], calendar: WorkingCalendar = .korean) -> Deadline? {
-        deadlines(events, now: 0, calendar: calendar).first { $0.status == .open }
+    /// not met (reminders and deadlines a closure ended left out), the monitoring of
+    /// its plan items included. It is overdue once the moment it names has passed;
+    /// the case list keeps it, so overdue and due-soon lists are one indexed query.
+    public func nextDue(
+        _ events: [StageEvent], fields: [FieldKey: FieldState] = [:], calendar: WorkingCalendar = .korean
+    ) -> Deadline? {
+        (deadlines(events, now: 0, calendar: calendar) + Self.monitoring(fields, events: events, now: 0))
+            .sorted { $0.due < $1.due }.first { $0.status == .open }
+    }
+
+    /// The monitoring of the service plan at each item's own interval: an active plan
+    /// item with `monitorEveryDays` is due for monitoring that many days after its
+    /// last monitoring contact (`monitoredAt`), or after the case reached service
+    /// provision when it has none yet. One deadline per item (`monitoring:<item>`);
+    /// none once the case is closed.
+    public static func monitoring(_ fields: [FieldKey: FieldState], events: [StageEvent], now: UInt64) -> [Deadline] {
+        let provision = Set(["provision", "monitoring"])
+        guard let provided = events.filter({ provision.contains($0.to) }).map(\.atMillis).min() else { return [] }
+        if let last = events.max(by: { $0.atMillis < $1.atMillis }), last.to == "closed" || last.to == "follow-up" {
+            return []
+        }
+        var found: [Deadline] = []
+        for key in fields.keys where key.entity == "plan" && key.field == "monitorEveryDays" {
+            func value(_ field: String) -> Value? {
+                guard
+                    case .register(let register)? = fields[
+                        FieldKey(entity: "plan", instance: key.instance, field: field)]
+                else { return nil }
+                return register.value
+            }
+            guard case .integer(let days)? = value("monitorEveryDays"), (1...365).contains(days),
+                value("status") == .string("active")
+            else { continue }
+            var from = provided
+            if case .string(let text)? = value("monitoredAt"), let millis = StageEvent.isoMillis(text) {
+                from = max(from, millis)
+            }
+            let due = CalendarDay(millis: from).adding(days: Int(days))
+            found.append(
+                Deadline(name: "monitoring:\(key.instance)", due: due, status: now >= due.endMillis ? .overdue : .open))
+        }
+        return found.sorted { $0.due < $1.due }
     }
 }

@@ -444,24 +444,32 @@ extension CaseOperations {
         let mine = People(try store.snapshot(of: caseID))
         guard !mine.persons.isEmpty else { return [] }
         var found: [PersonMatch] = []
-        for summary in try store.caseSummaries() where summary.caseID != caseID {
-            guard try store.withdrawal(of: summary.caseID) == nil else { continue }
-            let theirs = People(try store.snapshot(of: summary.caseID))
+        // The candidates: cases whose listing names one of these persons (the text
+        // index), or, when a person has a resident-number hash, every case held
+        // (hashes are compared one by one, as a person search does).
+        var candidates: Set<CaseID> = []
+        if mine.persons.values.contains(where: { $0.hash != nil }) {
+            candidates = Set(try store.caseSummaries().map(\.caseID))
+        } else {
+            for name in Set(mine.persons.values.compactMap(\.displayName)) {
+                let page = try store.caseSummaries(matching: CaseListFilter(text: name), limit: 500, offset: 0)
+                candidates.formUnion(page.cases.map(\.caseID))
+            }
+        }
+        candidates.remove(caseID)
+        for other in candidates.sorted(by: { $0.rawValue < $1.rawValue }) {
+            guard try store.withdrawal(of: other) == nil else { continue }
+            let theirs = People(try store.snapshot(of: other))
             for (person, me) in mine.persons.sorted(by: { $0.key < $1.key }) {
-                for (other, them) in theirs.persons.sorted(by: { $0.key < $1.key }) {
+                for (instance, them) in theirs.persons.sorted(by: { $0.key < $1.key }) {
                     if let hash = me.hash, hash == them.hash {
                         found.append(
-                            .init(
-                                person: person, otherCase: summary.caseID, otherPerson: other, basis: "resident-number")
-                        )
-                    } else if let name = me.name, name == them.name, me.birthYear != nil,
-                        me.birthYear == them.birthYear,
-                        let address = mine.address, address == theirs.address
+                            .init(person: person, otherCase: other, otherPerson: instance, basis: "resident-number"))
+                    } else if let compact = me.name, compact == them.name, me.birthYear != nil,
+                        me.birthYear == them.birthYear, let address = mine.address, address == theirs.address
                     {
                         found.append(
-                            .init(
-                                person: person, otherCase: summary.caseID, otherPerson: other,
-                                basis: "name-birth-address"))
+                            .init(person: person, otherCase: other, otherPerson: instance, basis: "name-birth-address"))
                     }
                 }
             }
@@ -534,9 +542,13 @@ extension CaseOperations {
     public func tasks(of account: String, recording record: AccessRecord) throws -> [TaskItem] {
         let own = store.replicaID.institution.rawValue
         var items: [TaskItem] = []
-        for summary in try store.caseSummaries() {
-            guard try store.withdrawal(of: summary.caseID) == nil else { continue }
-            let snapshot = try store.snapshot(of: summary.caseID)
+        // Only the cases with a task for the account, read in one pass.
+        let withTasks = Set(
+            try store.cases(whereAny: "task", field: "account", is: account)
+                + store.cases(whereAny: "task", field: "assignee", is: account)
+        ).sorted { $0.rawValue < $1.rawValue }
+        for (caseID, snapshot) in try store.snapshots(of: withTasks).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            guard try store.withdrawal(of: caseID) == nil else { continue }
             var instances: Set<String> = []
             for key in snapshot.fields.keys where key.entity == "task" { instances.insert(key.instance) }
             for instance in instances {
@@ -549,7 +561,7 @@ extension CaseOperations {
                 else { continue }
                 items.append(
                     TaskItem(
-                        caseID: summary.caseID, caseTitle: snapshot.string(CaseField.title), task: instance,
+                        caseID: caseID, caseTitle: snapshot.string(CaseField.title), task: instance,
                         title: text("title"), dueAt: text("dueAt"), status: status, linkedTo: text("linkedTo")))
             }
         }
@@ -584,7 +596,14 @@ extension CaseOperations {
 
 /// The persons of a case as matching compares them.
 struct People {
-    struct Person { var name: String?; var birthYear: String?; var hash: String? }
+    struct Person {
+        /// The name without spaces (as compared).
+        var name: String?
+        /// The name as written (as searched).
+        var displayName: String?
+        var birthYear: String?
+        var hash: String?
+    }
     var persons: [String: Person] = [:]
     var address: String?
 
@@ -594,9 +613,11 @@ struct People {
             func text(_ field: String) -> String? {
                 snapshot.string(FieldKey(entity: "person", instance: key.instance, field: field))
             }
-            let name = text("name").map { $0.filter { !$0.isWhitespace } }
+            let written = text("name")
+            let name = written.map { $0.filter { !$0.isWhitespace } }
             persons[key.instance] = Person(
-                name: name?.isEmpty == false ? name : nil, birthYear: text("birthYear"), hash: text("rrnHash"))
+                name: name?.isEmpty == false ? name : nil, displayName: written, birthYear: text("birthYear"),
+                hash: text("rrnHash"))
         }
         address = snapshot.string(FieldKey(entity: "household", field: "address")).map {
             $0.split(whereSeparator: \.isWhitespace).joined(separator: " ")

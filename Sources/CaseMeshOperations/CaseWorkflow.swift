@@ -23,7 +23,10 @@ public enum CaseWorkflow {
     public static func deadlines(
         of snapshot: CaseSnapshot, now: UInt64, rules: DeadlineRules = .bundled, calendar: WorkingCalendar = .korean
     ) -> [Deadline] {
-        rules.deadlines(events(of: snapshot), now: now, calendar: calendar)
+        let events = events(of: snapshot)
+        return
+            (rules.deadlines(events, now: now, calendar: calendar)
+            + DeadlineRules.monitoring(snapshot.fields, events: events, now: now)).sorted { $0.due < $1.due }
     }
 
 }

@@ -32,6 +32,12 @@ public struct MonthlyReport: Sendable {
     public var unusualAccounts: [String] = []
     /// Exports in the month, with who, when and the stated purpose.
     public var exports: [(at: UInt64, account: String, purpose: String, via: String)] = []
+    /// The case figures of the cases this institution leads (JSON, in the report's
+    /// `led` member): a shared case is held by every participant but led by one, so
+    /// the consortium's figures are the sum of these (``consortium(month:reports:)``).
+    public var ledFigures: JSONValue = .null
+    /// For a consortium report: the institutions whose reports it sums.
+    public var institutions: [String] = []
 
     /// The month's bounds, ms since 1970 (start inclusive, end exclusive).
     public static func bounds(of month: String) -> (start: UInt64, end: UInt64)? {
@@ -50,7 +56,9 @@ public struct MonthlyReport: Sendable {
             throw CaseOperations.Refusal(kind: .invalid, message: "the month is YYYY-MM, e.g. 2026-11")
         }
         func inMonth(_ millis: UInt64) -> Bool { millis >= start && millis < end }
-        var report = MonthlyReport(month: month, institution: store.replicaID.institution.rawValue)
+        let own = store.replicaID.institution.rawValue
+        var report = MonthlyReport(month: month, institution: own)
+        var led = MonthlyReport(month: month, institution: own)
         let cases = try store.caseSummaries().map(\.caseID)
         // In pages: one read transaction per 200 cases.
         var index = 0
@@ -60,6 +68,9 @@ public struct MonthlyReport: Sendable {
             let logs = try store.accessLogs(of: page)
             for snapshot in try store.snapshots(of: page).values {
                 report.add(snapshot, inMonth: inMonth, now: now)
+                if case .register(let lead)? = snapshot.fields[CaseField.leadInstitution], lead.value == .string(own) {
+                    led.add(snapshot, inMonth: inMonth, now: now)
+                }
                 for entry in logs[snapshot.caseID] ?? [] where inMonth(entry.occurredAtMillis) {
                     guard entry.node.institution == store.replicaID.institution else { continue }
                     report.accessesByAccount[entry.record.actor, default: [:]][
@@ -77,7 +88,64 @@ public struct MonthlyReport: Sendable {
         let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
         report.unusualAccounts = totals.filter { $0.value >= 100 && $0.value > 3 * median }.keys.sorted()
         report.exports.sort { $0.at < $1.at }
+        report.ledFigures = led.caseFiguresJSON
         return report
+    }
+
+    /// The consortium's figures for a month: the sum of the `led` figures of each
+    /// member institution's report (`casemesh report monthly` JSON), so a case
+    /// shared among several institutions counts once, at its lead. The access review
+    /// stays with each institution's privacy officer and is not summed.
+    ///
+    /// - Throws: ``CaseOperations/Refusal`` when a report is not a monthly report of
+    ///   this version, is for another month, or an institution's report is given twice.
+    public static func consortium(month: String, reports: [[String: Any]]) throws -> MonthlyReport {
+        guard bounds(of: month) != nil else {
+            throw CaseOperations.Refusal(kind: .invalid, message: "the month is YYYY-MM, e.g. 2026-11")
+        }
+        var total = MonthlyReport(month: month, institution: "consortium")
+        func counts(_ value: Any?) -> [String: Int] {
+            ((value as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue }
+        }
+        func add(_ into: inout [String: Int], _ value: Any?) {
+            for (key, count) in counts(value) { into[key, default: 0] += count }
+        }
+        for (index, report) in reports.enumerated() {
+            guard let institution = report["institution"] as? String, let led = report["led"] as? [String: Any]
+            else {
+                throw CaseOperations.Refusal(
+                    kind: .invalid,
+                    message: "report \(index + 1) is not a monthly report of casemesh 3 or later (no 'led')")
+            }
+            guard report["month"] as? String == month else {
+                throw CaseOperations.Refusal(
+                    kind: .invalid,
+                    message: "\(institution)'s report is for \(report["month"] as? String ?? "no month"), not \(month)")
+            }
+            guard !total.institutions.contains(institution) else {
+                throw CaseOperations.Refusal(kind: .invalid, message: "\(institution)'s report is given twice")
+            }
+            total.institutions.append(institution)
+            add(&total.newReportsByChannel, led["newReportsByChannel"])
+            add(&total.casesByStage, led["casesByStage"])
+            let deadlines = led["deadlines"] as? [String: Any]
+            add(&total.deadlinesMet, deadlines?["met"])
+            add(&total.deadlinesMissed, deadlines?["missed"])
+            for (to, statuses) in (led["referrals"] as? [String: Any]) ?? [:] {
+                add(&total.referrals[to, default: [:]], statuses)
+            }
+            for (kind, value) in (led["resources"] as? [String: Any]) ?? [:] {
+                let object = value as? [String: Any]
+                let before = total.resources[kind] ?? (0, 0)
+                total.resources[kind] = (
+                    before.count + ((object?["count"] as? NSNumber)?.intValue ?? 0),
+                    before.won &+ ((object?["won"] as? NSNumber)?.int64Value ?? 0)
+                )
+            }
+            add(&total.closuresByReason, led["closuresByReason"])
+        }
+        total.institutions.sort()
+        return total
     }
 
     mutating func add(_ snapshot: CaseSnapshot, inMonth: (UInt64) -> Bool, now: UInt64) {
@@ -169,6 +237,12 @@ public struct MonthlyReport: Sendable {
             })
         files[prefix + "closures.csv"] = file(
             ["월", "종결 사유", "건수"], closuresByReason.sorted { $0.key < $1.key }.map { [month, $0.key, "\($0.value)"] })
+        // The consortium's figures are case figures only; each institution's privacy
+        // officer reviews its own access log.
+        if institution == "consortium" {
+            files[prefix + "institutions.csv"] = file(["월", "합산한 기관"], institutions.map { [month, $0] })
+            return files.mapKeys { "casemesh-consortium-" + $0.dropFirst("casemesh-".count) }
+        }
         files[prefix + "access-review.csv"] = file(
             ["월", "계정", "열람", "변경", "개설", "반출", "검토 필요"],
             accessesByAccount.sorted { $0.key < $1.key }.map { account, actions in
@@ -208,28 +282,49 @@ public struct MonthlyReport: Sendable {
         "private-donation": "민간 후원", "employment-support": "취업 지원", "other": "기타", "unknown": "미상",
     ]
 
-    /// The report as JSON (for `GET /api/v1/reports/monthly`).
-    public var json: JSONValue {
+    /// The case figures alone (no access review), as JSON.
+    var caseFiguresJSON: JSONValue {
         func counts(_ values: [String: Int]) -> JSONValue { .object(values.mapValues { .number(Int64($0)) }) }
         return .object([
-            "month": .string(month), "institution": .string(institution),
             "newReportsByChannel": counts(newReportsByChannel), "casesByStage": counts(casesByStage),
             "deadlines": .object(["met": counts(deadlinesMet), "missed": counts(deadlinesMissed)]),
             "referrals": .object(referrals.mapValues(counts)),
             "resources": .object(
                 resources.mapValues { .object(["count": .number(Int64($0.count)), "won": .number($0.won)]) }),
             "closuresByReason": counts(closuresByReason),
-            "accessReview": .object([
-                "byAccount": .object(accessesByAccount.mapValues(counts)),
-                "unusualAccounts": .array(unusualAccounts.map(JSONValue.string)),
-                "exports": .array(
-                    exports.map {
-                        .object([
-                            "at": .string(CaseRendering.time(millis: $0.at)), "account": .string($0.account),
-                            "purpose": .string($0.purpose), "via": .string($0.via),
-                        ])
-                    }),
-            ]),
         ])
+    }
+
+    /// The report as JSON (for `GET /api/v1/reports/monthly`).
+    public var json: JSONValue {
+        func counts(_ values: [String: Int]) -> JSONValue { .object(values.mapValues { .number(Int64($0)) }) }
+        guard case .object(var figures) = caseFiguresJSON else { return .null }
+        figures["month"] = .string(month)
+        figures["institution"] = .string(institution)
+        if institution == "consortium" {
+            figures["institutions"] = .array(institutions.map(JSONValue.string))
+            return .object(figures)
+        }
+        figures["led"] = ledFigures
+        return .object(
+            figures.merging([
+                "accessReview": .object([
+                    "byAccount": .object(accessesByAccount.mapValues(counts)),
+                    "unusualAccounts": .array(unusualAccounts.map(JSONValue.string)),
+                    "exports": .array(
+                        exports.map {
+                            .object([
+                                "at": .string(CaseRendering.time(millis: $0.at)), "account": .string($0.account),
+                                "purpose": .string($0.purpose), "via": .string($0.via),
+                            ])
+                        }),
+                ])
+            ]) { _, new in new })
+    }
+}
+
+extension Dictionary {
+    func mapKeys<T: Hashable>(_ transform: (Key) -> T) -> [T: Value] {
+        Dictionary<T, Value>(uniqueKeysWithValues: map { (transform($0.key), $0.value) })
     }
 }

@@ -67,6 +67,41 @@ extension CaseStore {
     /// Several cases as held here, read in one transaction with one pass over the
     /// log's tail (a page of a list costs one read, not one per row). A case not held
     /// (or purged) is left out.
+    /// The cases held here where a register `field` of some instance of `entity`
+    /// holds `value` (any sibling: a value in conflict counts), from the checkpointed
+    /// states of that field alone and the log's tail: so "my tasks" reads the cases
+    /// with a task for the account, not every case held.
+    public func cases(whereAny entity: String, field: String, is value: String) throws(StoreError) -> [CaseID] {
+        try read { db in
+            let coder = try ReplicaTableCoder(db)
+            var found: Set<String> = []
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT caseRecord.caseKey, fieldState.state FROM fieldState
+                    JOIN fieldName ON fieldName.id = fieldState.fieldRef
+                    JOIN caseRecord ON caseRecord.id = fieldState.caseRef
+                    WHERE fieldName.name >= ? AND fieldName.name < ? AND fieldName.name LIKE ?
+                    AND caseRecord.id NOT IN (SELECT caseRef FROM caseTombstone)
+                    """, arguments: [entity + "#", entity + "$", "%." + field])
+            while let row = try rows.next() {
+                guard case .register(let register) = try FieldState(decoding: [UInt8](row[1] as Data), coder: coder)
+                else { continue }
+                if register.siblings.contains(where: { $0.value == .string(value) }) { found.insert(row[0]) }
+            }
+            // Written since the checkpoint: a case whose tail assigns the value is read
+            // whole by the caller, which decides on the merged state.
+            let tail = try LogTail(db)
+            for entry in tail.entries {
+                for case .assign(let key, .string(let written)) in entry.change.ops
+                where key.entity == entity && key.field == field && written == value {
+                    found.insert(entry.change.caseID.rawValue)
+                }
+            }
+            return try found.sorted().map { try CaseID($0) }
+        }
+    }
+
     public func snapshots(of caseIDs: [CaseID]) throws(StoreError) -> [CaseID: CaseSnapshot] {
         let schema = schema
         return try read { db in

@@ -68,6 +68,8 @@ struct SummaryRow {
             ].contains(field.field)
         case "report": return field.field == "receivedAt"
         case "person": return field.field == "name"
+        // The monitoring deadline of each plan item (DeadlineRules.monitoring).
+        case "plan": return ["monitorEveryDays", "monitoredAt", "status"].contains(field.field)
         case "consent": return true
         default: return false
         }
@@ -121,7 +123,9 @@ struct SummaryRow {
         }
         searchText = search.joined(separator: "\n")
         caseManager = register("caseManager")
-        if !Self.accessLogTagged(fields), let next = DeadlineRules.bundled.nextDue(StageEvent.events(in: fields)) {
+        if !Self.accessLogTagged(fields),
+            let next = DeadlineRules.bundled.nextDue(StageEvent.events(in: fields), fields: fields)
+        {
             deadlineName = next.name
             deadlineEnd = Int64(clamping: next.due.endMillis)
         }

@@ -166,4 +166,94 @@ import Testing
         let status = try Binary.ok(["status", "--json"] + consortium.data("senior"))
         #expect(status.contains(#""pending":0"#), "\(status)")
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func conferencesApprovePlanVersionsTasksAndPeopleAcrossCases() throws {
+        let root = Binary.temporaryDirectory("api-conference")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server"])
+        try APITests.addStaff(consortium.data("dong"), "kim", "caseworker", "김민지")
+        let dong = try NodeProcess(
+            consortium.data("dong") + consortium.tls["dong"]! + ["--http", "127.0.0.1:0"], logPath: root + "/dong.log")
+        let http = try #require(dong.nextAnnouncement()?["port"] as? Int)
+        defer { dong.stop() }
+        let kim = try APIClient(base: "http://127.0.0.1:\(http)").login("kim", APITests.password)
+        func open(_ title: String, address: String) throws -> String {
+            let opened = try kim.call(
+                "POST", "/api/v1/cases",
+                body: #"""
+                    {"fields": {"title": "\#(title)", "person#p1.name": "김 철수", "person#p1.birthYear": 1948,
+                     "household.address": "\#(address)"}}
+                    """#)
+            #expect(opened.status == 201, "\(opened.body)")
+            return try #require(opened.json["case"] as? String)
+        }
+        let first = try open("중앙동 어르신", address: "동두천시 중앙로 12")
+        let second = try open("같은 분, 다른 신고", address: "동두천시  중앙로 12")
+        let elsewhere = try open("동명이인", address: "동두천시 생연로 3")
+
+        // The same name, birth year and address: a warning, and a reversible link.
+        let matches = try kim.call("GET", "/api/v1/cases/\(second)/matches")
+        let found = (matches.json["matches"] as? [[String: Any]]) ?? []
+        #expect(found.map { $0["case"] as? String } == [first], "\(matches.body)")
+        #expect(found.first?["basis"] as? String == "name-birth-address")
+        #expect(!matches.body.contains(elsewhere), "a namesake elsewhere is not taken for the same person")
+        let linked = try kim.call("POST", "/api/v1/cases/\(second)/links", body: #"{"case": "\#(first)"}"#)
+        #expect(linked.status == 201 && (linked.json["changes"] as? [Any])?.count == 2, "\(linked.body)")
+        #expect(try kim.call("POST", "/api/v1/cases/\(second)/links", body: #"{"case": "\#(first)"}"#).status == 409)
+        let back = try kim.call("GET", "/api/v1/cases/\(first)/matches")
+        #expect(back.json["linked"] as? [String] == [second], "the link is on both cases: \(back.body)")
+        let unlinked = try kim.call(
+            "POST", "/api/v1/cases/\(first)/links", body: #"{"case": "\#(second)", "action": "unlink"}"#)
+        #expect(unlinked.status == 201)
+        #expect(try kim.call("GET", "/api/v1/cases/\(second)/matches").json["linked"] as? [String] == [])
+
+        // A conference approves the plan: version 1, then version 2; each item names it.
+        try kim.call(
+            "POST", "/api/v1/cases/\(first)/changes",
+            body: #"""
+                {"operations": [{"op": "assign", "field": "plan#meals.goal", "value": "끼니 거르지 않기"},
+                 {"op": "assign", "field": "plan#care.goal", "value": "상담 재개"}]}
+                """#)
+        let conference = try kim.call(
+            "POST", "/api/v1/cases/\(first)/conferences",
+            body: #"""
+                {"heldAt": "2026-12-03T10:00:00+09:00", "institutions": ["dong.office", "senior.centre"],
+                 "people": ["김민지 (중앙동)", "이영희 (노인복지관)"], "decisions": ["도시락 배달 연계"], "approve": ["meals"]}
+                """#)
+        #expect(conference.status == 201 && conference.json["planVersion"] as? Int == 1, "\(conference.body)")
+        let meeting = try #require(conference.json["conference"] as? String)
+        let next = try kim.call(
+            "POST", "/api/v1/cases/\(first)/conferences",
+            body: #"{"heldAt": "2026-12-10T10:00:00+09:00", "approve": ["meals", "care"]}"#)
+        #expect(next.json["planVersion"] as? Int == 2, "\(next.body)")
+        let missing = try kim.call(
+            "POST", "/api/v1/cases/\(first)/conferences",
+            body: #"{"heldAt": "2026-12-11T10:00:00+09:00", "approve": ["nosuch"]}"#)
+        #expect(missing.status == 404, "\(missing.body)")
+        let detail = try kim.call("GET", "/api/v1/cases/\(first)")
+        #expect(
+            detail.body.contains("plan#meals.conference") && detail.body.contains(meeting),
+            "\(detail.body.prefix(2000))")
+
+        // Tasks: kim's own, linked to a plan item, earliest due first; a done one leaves the list.
+        for (title, due) in [("두 번째 안부 전화", "2026-12-20"), ("첫 안부 전화", "2026-12-05")] {
+            let added = try kim.call(
+                "POST", "/api/v1/cases/\(first)/tasks",
+                body: #"{"title": "\#(title)", "dueAt": "\#(due)", "linkedTo": "plan#meals"}"#)
+            #expect(added.status == 201, "\(added.body)")
+        }
+        let badLink = try kim.call(
+            "POST", "/api/v1/cases/\(first)/tasks", body: #"{"title": "x", "linkedTo": "referral#none"}"#)
+        #expect(badLink.status == 404)
+        var mine = try kim.call("GET", "/api/v1/tasks/mine")
+        var tasks = (mine.json["tasks"] as? [[String: Any]]) ?? []
+        #expect(tasks.compactMap { $0["title"] as? String } == ["첫 안부 전화", "두 번째 안부 전화"], "\(mine.body)")
+        let task = try #require(tasks.first?["task"] as? String)
+        #expect(
+            try kim.call("POST", "/api/v1/cases/\(first)/tasks/\(task)", body: #"{"status": "done"}"#).status == 201)
+        mine = try kim.call("GET", "/api/v1/tasks/mine")
+        tasks = (mine.json["tasks"] as? [[String: Any]]) ?? []
+        #expect(tasks.compactMap { $0["title"] as? String } == ["두 번째 안부 전화"])
+    }
 }

@@ -72,4 +72,60 @@ import Testing
         let bad = try Binary.run(["report", "monthly", "--month", "2026-13"] + data)
         #expect(bad.status != 0 && bad.stderr.contains("YYYY-MM"))
     }
+
+    /// The consortium's figures sum the institutions' reports, and a case shared
+    /// between two institutions counts once, at its lead.
+    @Test(.timeLimit(.minutes(2)))
+    func theConsortiumFiguresCountASharedCaseOnce() throws {
+        let root = Binary.temporaryDirectory("monthly-consortium")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let consortium = try TestConsortium(in: root, ["dong": "dong.office/server", "senior": "senior.centre/server"])
+        var seoul = Calendar(identifier: .gregorian)
+        seoul.timeZone = TimeZone(identifier: "Asia/Seoul")!
+        let parts = seoul.dateComponents([.year, .month], from: Date())
+        let month = String(format: "%04d-%02d", parts.year!, parts.month!)
+        let received = ISO8601DateFormatter().string(from: Date())
+        func open(_ node: String, _ channel: String) throws -> String {
+            try Binary.ok(
+                ["case", "open", "--field", "report.channel=\(channel)", "--field", "report.receivedAt=\(received)"]
+                    + consortium.data(node)
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let shared = try open("dong", "kakao")
+        _ = try open("dong", "hotline-129")
+        _ = try open("senior", "kakao")
+        try Binary.ok(
+            ["case", "share", shared, "senior.centre", "--allow-new-institution", "senior.centre"]
+                + consortium.data("dong"))
+        let dong = try NodeProcess(consortium.data("dong") + consortium.tls["dong"]!, logPath: root + "/dong.log")
+        defer { dong.stop() }
+        try Binary.ok(
+            ["sync", "--peer", "dong.office/server=\(dong.address)"] + consortium.data("senior")
+                + consortium.tls["senior"]!)
+        var files: [String] = []
+        for node in ["dong", "senior"] {
+            let path = root + "/\(node).json"
+            try Binary.ok(["report", "monthly", "--month", month] + consortium.data(node))
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            files.append(path)
+        }
+        // The senior centre's own report counts the shared case among the cases it holds.
+        let seniorReport = try String(contentsOfFile: files[1], encoding: .utf8)
+        #expect(seniorReport.contains(#""kakao":2"#), "\(seniorReport)")
+        let total = try Binary.ok(["report", "consortium", "--month", month] + files)
+        let figures = try #require(try JSONSerialization.jsonObject(with: Data(total.utf8)) as? [String: Any])
+        #expect(figures["newReportsByChannel"] as? [String: Int] == ["kakao": 2, "hotline-129": 1], "\(total)")
+        #expect((figures["casesByStage"] as? [String: Int])?.values.reduce(0, +) == 3, "\(total)")
+        #expect(figures["institutions"] as? [String] == ["dong.office", "senior.centre"])
+        let out = root + "/csv"
+        try Binary.ok(["report", "consortium", "--month", month, "--csv", out] + files)
+        let channels = try Self.rows(out + "/casemesh-consortium-\(month)-new-reports.csv")
+        #expect(channels.bom && channels.rows.first == ["월", "발굴 경로", "코드", "신규 신고 건수"])
+        #expect(channels.rows.contains([month, "카카오톡 채널", "kakao", "2"]), "\(channels.rows)")
+        // The same institution twice, or another month, is refused.
+        let twice = try Binary.run(["report", "consortium", "--month", month, files[0], files[0]])
+        #expect(twice.status != 0 && twice.stderr.contains("given twice"), "\(twice.stderr)")
+        let other = try Binary.run(["report", "consortium", "--month", "2020-01"] + files)
+        #expect(other.status != 0 && other.stderr.contains("not 2020-01"), "\(other.stderr)")
+    }
 }

@@ -1,3 +1,4 @@
+import CaseMeshCRDT
 import CaseMeshModel
 import Foundation
 import Testing
@@ -77,6 +78,44 @@ struct WorkflowTests {
         #expect(plan.status == .open)
         #expect(plan.isDue(within: 3, now: Self.at("2026-03-13"), calendar: Self.calendar))
         #expect(!plan.isDue(within: 3, now: Self.at("2026-03-09"), calendar: Self.calendar))
+    }
+
+    @Test("Each active plan item is monitored at its own interval, from provision or its last contact")
+    func monitoringAtThePlansInterval() {
+        func register(_ value: Value) -> FieldState {
+            .register(
+                RegisterState(siblings: [
+                    .init(value: value, hlc: .zero, dot: Dot(origin: try! ReplicaID("a/b"), seq: 1))
+                ]))
+        }
+        func plan(_ item: String, _ field: String) -> FieldKey {
+            FieldKey(entity: "plan", instance: item, field: field)
+        }
+        var events = [
+            StageEvent(from: "intake", to: "planning", by: nil, reason: nil, atMillis: Self.at("2026-11-20")),
+            StageEvent(from: "planning", to: "provision", by: nil, reason: nil, atMillis: Self.at("2026-12-01")),
+        ]
+        var fields: [FieldKey: FieldState] = [
+            plan("meals", "monitorEveryDays"): register(.integer(14)),
+            plan("meals", "status"): register(.string("active")),
+            plan("care", "monitorEveryDays"): register(.integer(30)),
+            plan("care", "status"): register(.string("planned")),
+        ]
+        var found = DeadlineRules.monitoring(fields, events: events, now: Self.at("2026-12-10"))
+        #expect(found.map(\.name) == ["monitoring:meals"], "a planned item is not monitored yet")
+        #expect(found.first?.due == Self.day("2026-12-15") && found.first?.status == .open)
+        #expect(DeadlineRules.monitoring(fields, events: events, now: Self.at("2026-12-16")).first?.status == .overdue)
+        // A monitoring contact on 12-10 moves the next one to 12-24.
+        fields[plan("meals", "monitoredAt")] = register(.string("2026-12-10T11:00:00+09:00"))
+        found = DeadlineRules.monitoring(fields, events: events, now: Self.at("2026-12-16"))
+        #expect(found.first?.due == Self.day("2026-12-24") && found.first?.status == .open)
+        // The case list's next deadline includes it.
+        #expect(DeadlineRules.bundled.nextDue(events, fields: fields)?.name == "monitoring:meals")
+        // Before provision, and after closure, nothing is monitored.
+        #expect(DeadlineRules.monitoring(fields, events: Array(events.prefix(1)), now: 0).isEmpty)
+        events.append(
+            StageEvent(from: "provision", to: "closed", by: nil, reason: "자립", atMillis: Self.at("2026-12-20")))
+        #expect(DeadlineRules.monitoring(fields, events: events, now: 0).isEmpty)
     }
 
     @Test("Closing starts the follow-ups; a late milestone is met late")

@@ -68,7 +68,7 @@ import Testing
         // The stored line agrees with the deadlines computed from the case itself.
         for caseID in [late, planning, waiting] {
             let snapshot = try store.snapshot(of: caseID)
-            let next = DeadlineRules.bundled.nextDue(StageEvent.events(in: snapshot.fields))
+            let next = DeadlineRules.bundled.nextDue(StageEvent.events(in: snapshot.fields), fields: snapshot.fields)
             let line = try store.caseSummaries(matching: CaseListFilter(), limit: 50, offset: 0).cases.first {
                 $0.caseID == caseID
             }

@@ -56,6 +56,7 @@ struct WebApp: Sendable {
         router.post("/cases/{id}/share") { request, context in await handle(request, context, share) }
         router.post("/cases/{id}/withdraw") { request, context in await handle(request, context, withdraw) }
         router.get("/sync") { request, context in await handle(request, context, syncPage) }
+        registerCoordination(on: router)
         router.post("/sync") { request, context in await handle(request, context, syncNow) }
     }
 
@@ -228,7 +229,7 @@ struct WebApp: Sendable {
                 "displayName": account.displayName, "roleName": call.t.role(account.role.rawValue),
                 "institution": institutionName(store.replicaID.institution.rawValue), "isAdmin": account.role >= .admin,
                 "navCases": page == "cases" || page == "case", "navConflicts": page == "conflicts",
-                "navSync": page == "sync",
+                "navSync": page == "sync", "navTasks": page == "tasks",
             ]
             if let conflicts = try? store.figures().openConflicts, conflicts > 0 { user["conflictCount"] = conflicts }
             layout["user"] = user
@@ -262,6 +263,7 @@ struct WebApp: Sendable {
         let keys: [(String, String)] = [
             ("note-", "note_saved"), ("edit-", "saved"), ("take", "taken"), ("resolve", "resolved"),
             ("share-", "shared"), ("withdraw", "withdrawn"), ("none", "no_changes"),
+            ("referral", "referral_saved"), ("handover", "handover_saved"),
         ]
         return keys.first { done.hasPrefix($0.0) }.map { call.t[$0.1] }
     }

@@ -161,7 +161,7 @@ extension WebApp {
             }
             if let channel = text(snapshot, "report.channel") { row["channel"] = t.value(channel) }
             if let name = summary.nextDeadline, let end = summary.nextDeadlineEndMillis, end > 0 {
-                row["deadline"] = "\(t["deadline_\(name)"]) \(t.date(millis: end - 1))"
+                row["deadline"] = "\(t.deadline(name)) \(t.date(millis: end - 1))"
                 if end <= now { row["overdue"] = true }
             } else if let deadline = nextDeadline(snapshot) {
                 row["deadline"] = t.date(millis: deadline.millis)
@@ -234,6 +234,7 @@ extension WebApp {
                         guard definition.name != "accessLog" else { continue }
                         for item in log.visibleEntries {
                             var (body, author) = Self.signed(item.text)
+                            if let words = workflowText(key, item.text, t) { (body, author) = words }
                             if definition.name == "stageEvents",
                                 let event = StageEvent(text: item.text, atMillis: item.hlc.physical)
                             {
@@ -284,7 +285,8 @@ extension WebApp {
                 ])
             }
             // A new instance of a repeating entity (a person, a plan item, a task...).
-            if entity.multiple, ["person", "plan", "task", "referral", "service", "assessment"].contains(entityName) {
+            // (A referral is made with the referral form: it checks the consent and brings the receiver in.)
+            if entity.multiple, ["person", "plan", "task", "service", "assessment"].contains(entityName) {
                 let key = { (field: String) in FieldKey(entity: entityName, instance: "new", field: field) }
                 let inputs = entity.fields.compactMap { definition in
                     input(for: key(definition.name), definition, nil, locked: false, t)
@@ -309,6 +311,7 @@ extension WebApp {
         ]
         if !conflicted.isEmpty { data["conflictCount"] = conflicted.count }
         data["deadlines"] = statutoryDeadlines(snapshot, t)
+        data.merge(coordination(snapshot, account: account, t)) { _, new in new }
         // The access log is the lead institution's record (PIPA's access records).
         if account.role >= .supervisor, lead == store.replicaID.institution.rawValue {
             data["showAccess"] = true
@@ -350,7 +353,7 @@ extension WebApp {
                 case .closedBefore: ("closed", t["status_closed_before"])
                 }
             return [
-                "name": t["deadline_\(deadline.name)"], "due": t.date(millis: deadline.due.lastMillis),
+                "name": t.deadline(deadline.name), "due": t.date(millis: deadline.due.lastMillis),
                 "status": status.1, "statusCode": status.0,
             ]
         }
@@ -361,6 +364,8 @@ extension WebApp {
         case "stageEvents": t["kind_stage"]
         case "decisions": t["kind_decision"]
         case "deliveries": t["kind_delivery"]
+        case "events": t["kind_referral"]
+        case "handoverEvents": t["kind_handover"]
         default: t["kind_note"]
         }
     }

@@ -41,6 +41,12 @@ struct WebCatalogue: Sendable {
 
     func group(_ entity: String) -> String { strings["group_\(entity)"] ?? Self.readable(entity) }
 
+    /// A deadline's name: a statutory one, or a plan item's monitoring (`monitoring:p1`).
+    func deadline(_ name: String) -> String {
+        guard name.hasPrefix("monitoring:") else { return self["deadline_\(name)"] }
+        return "\(self["deadline_monitoring"]) (\(name.dropFirst("monitoring:".count)))"
+    }
+
     func field(_ key: FieldKey) -> String {
         strings["field_\(key.entity).\(key.field)"] ?? Self.readable(key.field)
     }

@@ -42,6 +42,8 @@ enum Migrations {
             // Cases held before have no rows: the writer policy falls back to the
             // current lead and referral target for them (see ApplySession.roleRefusal).
             try db.execute(sql: String(decoding: PackageResources._010_role_grants_sql, as: UTF8.self))
+            // The listing's next deadline now includes the monitoring of plan items.
+            try SummaryRow.rebuildAll(db)
         }
         return migrator
     }
