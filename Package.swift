@@ -139,7 +139,7 @@ let package = Package(
                 .embedInCode("Resources/web/cases.mustache"), .embedInCode("Resources/web/case.mustache"),
                 .embedInCode("Resources/web/conflicts.mustache"), .embedInCode("Resources/web/share.mustache"),
                 .embedInCode("Resources/web/sync.mustache"), .embedInCode("Resources/web/error.mustache"),
-                .embedInCode("Resources/web/tasks.mustache"),
+                .embedInCode("Resources/web/tasks.mustache"), .embedInCode("Resources/web/matches.mustache"),
                 .embedInCode("Resources/web/ko.json"), .embedInCode("Resources/web/en.json"),
                 .embedInCode("Resources/web/app.css"), .embedInCode("Resources/web/app.js"),
             ],

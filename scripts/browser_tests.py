@@ -412,6 +412,40 @@ try:
     login(driver, dong, "kim", "kim-password-1")
     driver.get(f"{dong.url}/cases/{case}")
 
+    # A case conference approves the plan item; then the person's other case is linked.
+    status, _ = api(dong, "POST", f"/api/v1/cases/{case}/changes", token=lee_token, body={"operations": [
+        {"op": "assign", "field": "plan#meals.goal", "value": "끼니 거르지 않기"},
+        {"op": "assign", "field": "person#p1.name", "value": "김 어르신"},
+        {"op": "assign", "field": "person#p1.birthYear", "value": 1944},
+        {"op": "assign", "field": "household.address", "value": "동두천시 중앙로 12"}]})
+    check(status == 201, "a plan item and the person are recorded through the API")
+    status, other = api(dong, "POST", "/api/v1/cases", token=lee_token, body={"fields": {
+        "title": "같은 어르신, 129 신고", "person#p1.name": "김 어르신", "person#p1.birthYear": 1944,
+        "household.address": "동두천시 중앙로 12"}})
+    check(status == 201, "a second report about the same man opens another case")
+    driver.get(f"{dong.url}/cases/{case}")
+    driver.find_element(By.XPATH, "//summary[contains(., '사례회의 기록')]").click()
+    driver.execute_script("document.getElementById('conference-at').value = '2026-12-03T10:00'")
+    driver.find_element(By.ID, "conference-people").send_keys("이수진 (중앙동), 박정호 (노인복지관)")
+    driver.find_element(By.ID, "conference-decisions").send_keys("도시락 배달 연계, 2주마다 모니터링")
+    driver.find_element(By.ID, "pi-meals").click()
+    driver.find_element(By.CSS_SELECTOR, "#conference-form button[type=submit]").click()
+    wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".banner.flash")))
+    plan_text = driver.find_element(By.ID, "group-plan-meals").text
+    check("승인한 사례회의" in plan_text, "the approved plan item names its conference")
+    check(any("도시락 배달 연계" in e.text for e in driver.find_elements(By.CSS_SELECTOR, ".entries li")),
+          "the conference's decision is on the timeline")
+    driver.find_element(By.XPATH, "//a[contains(., '같은 사람의 다른 사례 찾기')]").click()
+    row = wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-case='{other['case']}']")))
+    check("이름·출생연도·주소" in row.text, "the other case is found by name, birth year and address")
+    shoot(driver, "matches")
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".banner.flash")))
+    check("같은 어르신, 129 신고" in driver.find_element(By.TAG_NAME, "main").text
+          and "연결 해제" in driver.find_element(By.CSS_SELECTOR, f"tr[data-case='{other['case']}']").text,
+          "linked, and the link can be undone")
+    driver.get(f"{dong.url}/cases/{case}")
+
     # English on a switch; Korean dates.
     check(any(c.isdigit() for c in driver.find_element(By.CSS_SELECTOR, ".entries time").text)
           and "(" in driver.find_element(By.CSS_SELECTOR, ".entries time").text, "times read 2026. 12. 2. (수) 14:05")

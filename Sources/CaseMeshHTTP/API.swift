@@ -326,7 +326,21 @@ struct API: Sendable {
         var generator = SystemRandomNumberGenerator()
         let change = try store.openCase(
             ops: ops, using: &generator, recording: entry(.open, session, context, via: "POST /cases"))
-        var response = json(.created, CaseJSON.change(change))
+        // A warning when a person of the new case may be someone another case is about.
+        var answer = CaseJSON.change(change)
+        if ops.contains(where: { $0.field.entity == "person" }), case .object(var members) = answer {
+            let matches = try operations.personMatches(
+                caseID: change.caseID, recording: entry(.read, session, context, via: "POST /cases"))
+            members["possibleMatches"] = .array(
+                matches.map {
+                    .object([
+                        "person": .string($0.person), "case": .string($0.otherCase.rawValue),
+                        "otherPerson": .string($0.otherPerson), "basis": .string($0.basis),
+                    ])
+                })
+            answer = .object(members)
+        }
+        var response = json(.created, answer)
         response.headers[.location] = "/api/v1/cases/\(change.caseID)"
         return response
     }

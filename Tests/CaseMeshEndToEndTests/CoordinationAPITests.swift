@@ -189,13 +189,22 @@ import Testing
             return try #require(opened.json["case"] as? String)
         }
         let first = try open("중앙동 어르신", address: "동두천시 중앙로 12")
+        let warned = try kim.call(
+            "POST", "/api/v1/cases",
+            body:
+                #"{"fields": {"person#p1.name": "김 철수", "person#p1.birthYear": 1948, "household.address": "동두천시 중앙로 12"}}"#
+        )
+        #expect(
+            ((warned.json["possibleMatches"] as? [[String: Any]]) ?? []).contains { $0["case"] as? String == first },
+            "opening a case about the same person warns: \(warned.body)")
         let second = try open("같은 분, 다른 신고", address: "동두천시  중앙로 12")
         let elsewhere = try open("동명이인", address: "동두천시 생연로 3")
 
         // The same name, birth year and address: a warning, and a reversible link.
         let matches = try kim.call("GET", "/api/v1/cases/\(second)/matches")
         let found = (matches.json["matches"] as? [[String: Any]]) ?? []
-        #expect(found.map { $0["case"] as? String } == [first], "\(matches.body)")
+        let warnedCase = try #require(warned.json["case"] as? String)
+        #expect(Set(found.compactMap { $0["case"] as? String }) == [first, warnedCase], "\(matches.body)")
         #expect(found.first?["basis"] as? String == "name-birth-address")
         #expect(!matches.body.contains(elsewhere), "a namesake elsewhere is not taken for the same person")
         let linked = try kim.call("POST", "/api/v1/cases/\(second)/links", body: #"{"case": "\#(first)"}"#)

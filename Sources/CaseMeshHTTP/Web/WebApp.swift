@@ -263,7 +263,8 @@ struct WebApp: Sendable {
         let keys: [(String, String)] = [
             ("note-", "note_saved"), ("edit-", "saved"), ("take", "taken"), ("resolve", "resolved"),
             ("share-", "shared"), ("withdraw", "withdrawn"), ("none", "no_changes"),
-            ("referral", "referral_saved"), ("handover", "handover_saved"),
+            ("referral", "referral_saved"), ("handover", "handover_saved"), ("conference", "conference_saved"),
+            ("link", "link_saved"),
         ]
         return keys.first { done.hasPrefix($0.0) }.map { call.t[$0.1] }
     }

@@ -17,6 +17,9 @@ extension WebApp {
         }
         router.post("/cases/{id}/handover") { request, context in await handle(request, context, handover) }
         router.get("/tasks") { request, context in await handle(request, context, tasksPage) }
+        router.post("/cases/{id}/conferences") { request, context in await handle(request, context, conference) }
+        router.get("/cases/{id}/matches") { request, context in await handle(request, context, matchesPage) }
+        router.post("/cases/{id}/links") { request, context in await handle(request, context, link) }
     }
 
     /// The template data of a case's referrals and handover.
@@ -54,6 +57,13 @@ extension WebApp {
             ])
         }
         var data: [String: Any] = ["referrals": referrals, "has_referrals": !referrals.isEmpty]
+        // The conference form: who takes part, and the plan items it may approve.
+        data["conferenceInstitutions"] = participants(snapshot).map { ["code": $0, "name": institutionName($0)] }
+        let items = Set(snapshot.fields.keys.filter { $0.entity == "plan" }.map(\.instance)).sorted()
+        data["planItems"] = items.map { item in
+            ["code": item, "name": text(snapshot, "plan#\(item).goal").map { "\(item): \($0)" } ?? item]
+        }
+        data["has_planItems"] = !items.isEmpty
         let others = participants(snapshot).filter { $0 != own }
         data["referTargets"] = others.map { ["code": $0, "name": institutionName($0)] }
         data["canRefer"] = !others.isEmpty
@@ -154,5 +164,69 @@ extension WebApp {
         }
         return render(
             call, "tasks", ["tasks": rows, "has_tasks": !rows.isEmpty], title: t["tasks_title"], page: "tasks")
+    }
+
+    func conference(_ call: Call) async throws -> Response {
+        let form = try await checkedForm(call)
+        let caseID = try caseID(call)
+        // The browser's local time is Seoul's (datetime-local has no zone).
+        var heldAt = form.first("heldAt") ?? ""
+        if heldAt.count == 16 { heldAt += ":00+09:00" }
+        let people = (form.first("people") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        let decisions = (form.first("decisions") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        var generator = SystemRandomNumberGenerator()
+        _ = try CaseOperations(store: store).recordConference(
+            caseID: caseID, heldAt: heldAt, institutions: form.all("institution"), people: people,
+            decisions: decisions.isEmpty ? [] : [decisions], approving: form.all("approve"), using: &generator,
+            recording: try entry(.write, call, via: "POST /cases/{id}/conferences"))
+        return WebHeaders.redirect("/cases/\(caseID)?done=conference#referrals")
+    }
+
+    /// Other cases that may be about the same person, with link and unlink.
+    func matchesPage(_ call: Call) async throws -> Response {
+        let t = call.t
+        let caseID = try caseID(call)
+        let operations = CaseOperations(store: store)
+        let found = try operations.personMatches(
+            caseID: caseID, recording: try entry(.read, call, via: "GET /cases/{id}/matches"))
+        let snapshot = try store.snapshot(of: caseID)
+        let linked = CaseOperations.links(of: snapshot)
+        func title(_ other: CaseID) -> String {
+            ((try? store.snapshot(of: other)).flatMap { text($0, "title") }) ?? t["untitled"]
+        }
+        var seen: Set<CaseID> = []
+        var rows: [[String: Any]] = []
+        for match in found where seen.insert(match.otherCase).inserted {
+            let isLinked = linked.contains(match.otherCase)
+            rows.append([
+                "case": match.otherCase.rawValue, "caseTitle": title(match.otherCase),
+                "basis": t["basis_\(match.basis)"],
+                "action": isLinked ? "unlink" : "link", "actionLabel": t[isLinked ? "unlink_do" : "link_do"],
+                "id": caseID.rawValue,
+            ])
+        }
+        let linkedRows = linked.map { ["case": $0.rawValue, "caseTitle": title($0)] }
+        return render(
+            call, "matches",
+            [
+                "id": caseID.rawValue, "caseTitle": text(snapshot, "title") ?? t["untitled"], "matches": rows,
+                "has_matches": !rows.isEmpty, "linked": linkedRows, "has_linked": !linkedRows.isEmpty,
+            ], title: t["matches_title"], page: "case", caseID: caseID.rawValue, flash: flash(call))
+    }
+
+    func link(_ call: Call) async throws -> Response {
+        let form = try await checkedForm(call)
+        let caseID = try caseID(call)
+        let account = try call.account
+        guard let other = form.first("case").flatMap({ try? CaseID($0) }) else {
+            throw WebFailure(.unprocessableContent, call.t["not_found"])
+        }
+        _ = try CaseOperations(store: store).link(
+            caseID: caseID, to: other, unlink: form.first("action") == "unlink", reason: nil,
+            by: "\(account.displayName) (\(account.username))",
+            recording: try entry(.write, call, via: "POST /cases/{id}/links"))
+        return WebHeaders.redirect("/cases/\(caseID)/matches?done=link")
     }
 }

@@ -143,7 +143,7 @@ enum WebTemplates {
             ("cases", PackageResources.cases_mustache), ("case", PackageResources.case_mustache),
             ("conflicts", PackageResources.conflicts_mustache), ("share", PackageResources.share_mustache),
             ("sync", PackageResources.sync_mustache), ("error", PackageResources.error_mustache),
-            ("tasks", PackageResources.tasks_mustache),
+            ("tasks", PackageResources.tasks_mustache), ("matches", PackageResources.matches_mustache),
         ]
         for (name, bytes) in sources { try library.register(String(decoding: bytes, as: UTF8.self), named: name) }
         return library
