@@ -117,10 +117,10 @@ public enum RoleAct: Hashable, Sendable {
                 } else if field == CaseField.handoverOffer {
                     // A value that does not parse is taken as an offer: only the lead may write it.
                     let offer = HandoverOffer(text: value)
-                    switch offer?.status ?? .offered {
-                    case .offered, .withdrawn:
-                        acts.append(.offers(to: offer?.to ?? "", status: offer?.status ?? .offered))
-                    case .accepted, .declined: acts.append(.answersOffer(to: offer?.to ?? "", status: offer!.status))
+                    let status = offer?.status ?? .offered
+                    switch status {
+                    case .offered, .withdrawn: acts.append(.offers(to: offer?.to ?? "", status: status))
+                    case .accepted, .declined: acts.append(.answersOffer(to: offer?.to ?? "", status: status))
                     }
                 }
             case .assign(let field, .string(let value)) where field.entity == "referral":

@@ -303,7 +303,8 @@ extension CaseOperations {
                 ops.append(.assign(CaseField.leadInstitution, .string(own)))
                 if let former = try? InstitutionID(offer.from) {
                     ops += ConsentGrant(
-                        instance: "handover-" + ConsentGrant.instance(for: former), recipients: [former],
+                        instance: String(("handover-" + ConsentGrant.instance(for: former)).prefix(64)),
+                        recipients: [former],
                         basis: "social-security-benefits-act", categories: [.general, .sensitive],
                         purposes: ["case-management"]
                     ).ops(addingParticipants: true)
