@@ -9,6 +9,17 @@ import Testing
 /// every other node quarantines), the service it led to, and a lead handover
 /// after which the access log reaches the new lead.
 @Suite(.serialized) struct CoordinationAPITests {
+    /// A member's `casemesh serve` with its HTTP API on a free loopback port.
+    static func serve(_ name: String, of consortium: TestConsortium, in root: String) throws -> (NodeProcess, Int) {
+        let node = try NodeProcess(
+            consortium.data(name) + consortium.tls[name]! + ["--http", "127.0.0.1:0"], logPath: root + "/\(name).log")
+        guard let port = node.nextAnnouncement()?["port"] as? Int else {
+            node.stop()
+            throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "\(name) announced no HTTP port"])
+        }
+        return (node, port)
+    }
+
     @Test(.timeLimit(.minutes(4)))
     func aReferralsLifeWithAForgedAnswerQuarantinedThenAHandover() throws {
         let root = Binary.temporaryDirectory("api-coordination")
@@ -21,13 +32,8 @@ import Testing
         try APITests.addStaff(consortium.data("dong"), "root", "admin", "관리자")
         try APITests.addStaff(consortium.data("senior"), "lee", "caseworker", "이영희")
         try APITests.addStaff(consortium.data("senior"), "choi", "supervisor", "최수진")
-        let dong = try NodeProcess(
-            consortium.data("dong") + consortium.tls["dong"]! + ["--http", "127.0.0.1:0"], logPath: root + "/dong.log")
-        let dongHTTP = try #require(dong.nextAnnouncement()?["port"] as? Int)
-        let senior = try NodeProcess(
-            consortium.data("senior") + consortium.tls["senior"]! + ["--http", "127.0.0.1:0"],
-            logPath: root + "/senior.log")
-        let seniorHTTP = try #require(senior.nextAnnouncement()?["port"] as? Int)
+        let (dong, dongHTTP) = try Self.serve("dong", of: consortium, in: root)
+        let (senior, seniorHTTP) = try Self.serve("senior", of: consortium, in: root)
         defer {
             dong.stop()
             senior.stop()
@@ -173,9 +179,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: root) }
         let consortium = try TestConsortium(in: root, ["dong": "dong.office/server"])
         try APITests.addStaff(consortium.data("dong"), "kim", "caseworker", "김민지")
-        let dong = try NodeProcess(
-            consortium.data("dong") + consortium.tls["dong"]! + ["--http", "127.0.0.1:0"], logPath: root + "/dong.log")
-        let http = try #require(dong.nextAnnouncement()?["port"] as? Int)
+        let (dong, http) = try Self.serve("dong", of: consortium, in: root)
         defer { dong.stop() }
         let kim = try APIClient(base: "http://127.0.0.1:\(http)").login("kim", APITests.password)
         func open(_ title: String, address: String) throws -> String {
