@@ -38,6 +38,9 @@ public struct MonthlyReport: Sendable {
     public var ledFigures: JSONValue = .null
     /// For a consortium report: the institutions whose reports it sums.
     public var institutions: [String] = []
+    /// Whether this sums the institutions' reports (``consortium(month:reports:)``):
+    /// case figures only, no access review.
+    public var isConsortium = false
 
     /// The month's bounds, ms since 1970 (start inclusive, end exclusive).
     public static func bounds(of month: String) -> (start: UInt64, end: UInt64)? {
@@ -104,6 +107,7 @@ public struct MonthlyReport: Sendable {
             throw CaseOperations.Refusal(kind: .invalid, message: "the month is YYYY-MM, e.g. 2026-11")
         }
         var total = MonthlyReport(month: month, institution: "consortium")
+        total.isConsortium = true
         func counts(_ value: Any?) -> [String: Int] {
             ((value as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue }
         }
@@ -239,7 +243,7 @@ public struct MonthlyReport: Sendable {
             ["월", "종결 사유", "건수"], closuresByReason.sorted { $0.key < $1.key }.map { [month, $0.key, "\($0.value)"] })
         // The consortium's figures are case figures only; each institution's privacy
         // officer reviews its own access log.
-        if institution == "consortium" {
+        if isConsortium {
             files[prefix + "institutions.csv"] = file(["월", "합산한 기관"], institutions.map { [month, $0] })
             return files.mapKeys { "casemesh-consortium-" + $0.dropFirst("casemesh-".count) }
         }
@@ -301,7 +305,7 @@ public struct MonthlyReport: Sendable {
         guard case .object(var figures) = caseFiguresJSON else { return .null }
         figures["month"] = .string(month)
         figures["institution"] = .string(institution)
-        if institution == "consortium" {
+        if isConsortium {
             figures["institutions"] = .array(institutions.map(JSONValue.string))
             return .object(figures)
         }
