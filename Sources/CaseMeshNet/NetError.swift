@@ -1,6 +1,8 @@
+public import CaseMeshSync
+
 /// An error raised by the transport: credentials that do not load, a peer that
 /// fails authentication, a malformed or oversized frame.
-public struct NetError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct NetError: Error, Hashable, Sendable, CustomStringConvertible, CertificateRefusal {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
@@ -20,10 +22,14 @@ public struct NetError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// For a refused certificate: whether it can never verify again (revoked,
+    /// expired, another CA, another replica's name), see ``CertificateRefusal``.
+    public var isLasting: Bool
 
-    public init(code: Code, message: String) {
+    public init(code: Code, message: String, lasting: Bool = false) {
         self.code = code
         self.message = message
+        self.isLasting = lasting
     }
 
     public var description: String { message }

@@ -126,20 +126,25 @@ public struct PeerVerifier: Sendable {
         do {
             leaf = try Certificate(derEncoded: der)
         } catch {
-            throw NetError(code: .untrustedPeer, message: "the certificate of \(replica) does not parse")
+            throw NetError(code: .untrustedPeer, message: "the certificate of \(replica) does not parse", lasting: true)
         }
         let named = try await verify(leaf: leaf, intermediates: [])
         guard named == replica else {
-            throw NetError(code: .untrustedPeer, message: "a certificate for \(named) was sent as \(replica)'s")
+            throw NetError(
+                code: .untrustedPeer, message: "a certificate for \(named) was sent as \(replica)'s", lasting: true)
         }
         guard let key = P256.Signing.PublicKey(leaf.publicKey) else {
-            throw NetError(code: .untrustedPeer, message: "the certificate of \(replica) has no P-256 key")
+            throw NetError(
+                code: .untrustedPeer, message: "the certificate of \(replica) has no P-256 key", lasting: true)
         }
         return Array(key.rawRepresentation)
     }
 
     private func verify(leaf: Certificate, intermediates: [Certificate]) async throws(NetError) -> ReplicaID {
-        func untrusted(_ reason: String) -> NetError { NetError(code: .untrustedPeer, message: reason) }
+        // Lasting: the certificate never verifies again, whatever the time or CRL.
+        func untrusted(_ reason: String, lasting: Bool = true) -> NetError {
+            NetError(code: .untrustedPeer, message: reason, lasting: lasting)
+        }
         let time = now()
         var verifier = Verifier(rootCertificates: CertificateStore([authority])) {
             RFC5280Policy(fixedExpiryValidationTime: time)
@@ -148,14 +153,15 @@ public struct PeerVerifier: Sendable {
         guard case .validCertificate = result else {
             if time > leaf.notValidAfter { throw untrusted("the peer's certificate expired at \(leaf.notValidAfter)") }
             if time < leaf.notValidBefore {
-                throw untrusted("the peer's certificate is not valid before \(leaf.notValidBefore)")
+                throw untrusted("the peer's certificate is not valid before \(leaf.notValidBefore)", lasting: false)
             }
             throw untrusted("the peer's certificate was not issued by the consortium CA")
         }
         if let path = revocationListPath {
             let list = try lastGood.list(path, issuer: authority)
             if let nextUpdate = list.nextUpdate, nextUpdate < time {
-                throw untrusted("the CRL expired at \(nextUpdate); publish a fresh one with casemesh-ca crl")
+                throw untrusted(
+                    "the CRL expired at \(nextUpdate); publish a fresh one with casemesh-ca crl", lasting: false)
             }
             if list.isRevoked(leaf) { throw untrusted("the peer's certificate is revoked") }
         }

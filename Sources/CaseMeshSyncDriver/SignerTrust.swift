@@ -1,5 +1,6 @@
 public import CaseMeshCRDT
 public import CaseMeshStore
+import CaseMeshSync
 
 /// How a receiver decides which signers' seals it trusts, the same for a sync batch,
 /// a bundle and a quarantine retry: a certificate this store has not recorded is
@@ -44,6 +45,13 @@ public enum SignerTrust {
                 throw error
             } catch {
                 verdict.refused.append("certificate of \(signer) refused: \(error)")
+                // A certificate that can never verify (revoked, expired, another CA):
+                // its seals are refused for good, so the pull cursor passes them and
+                // the changes after them count as delivered. One that may verify later
+                // (a stale CRL here) holds them back to be fetched again.
+                if let refusal = error as? any CertificateRefusal, refusal.isLasting {
+                    verdict.distrusted[signer] = "\(error)"
+                }
             }
         }
         let known = try store.signerCertificates(signers)

@@ -89,6 +89,10 @@ import Testing
     /// institution 0, offline, re-adds itself and removes institution 3. Each then
     /// thought the other no longer took part, so neither sent its change and the
     /// removal never reached institution 0, which (add-wins) still takes part.
+    /// Seed 1008: a relay forwards a revoked origin's change to a node that never
+    /// knew that origin; the node held its pull cursor before the refused change
+    /// for ever, so the relay's later edit never counted as delivered and the relay
+    /// never purged a case it had been removed from.
     @Test(arguments: files)
     func shrunkFailingRunNowPasses(file: String) async throws {
         let trace = try SimulationTrace.read(Self.directory + "/" + file)
