@@ -149,7 +149,7 @@ let package = Package(
             name: "CaseMeshCLI",
             dependencies: [
                 "CaseMeshCRDT", "CaseMeshModel", "CaseMeshStore", "CaseMeshSync", "CaseMeshSyncDriver", "CaseMeshNode",
-                "CaseMeshSimulation",
+                "CaseMeshNet", "CaseMeshSimulation",
                 "CaseMeshHTTP", "CaseMeshOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -26,13 +26,40 @@ struct HarnessCommand: AsyncParsableCommand {
     @Option(help: "Play a scripted scenario (JSON, see scenarios/) instead of random runs.") var scenario: String?
     @Option(help: "Run a trace file written by a failing run again.") var replay: String?
     @Option(help: "Where a failing run's shrunk trace is written.") var traceOut = "casemesh-harness-failure.json"
+    @Flag(
+        help: """
+            Run real 'casemesh serve' processes on loopback instead of the simulator: edits through the \
+            command line while they serve; faults kill (kill -9), stop (SIGSTOP), skew (faketime), revoke.
+            """)
+    var processes = false
+    @Option(help: "With --processes: start no new run after this many minutes (runs until --runs otherwise).")
+    var minutes: Double?
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard replicas >= 2, cases >= 1, steps >= 1, runs >= 1 else {
             throw ValidationError("--replicas must be at least 2; --cases, --steps and --runs at least 1")
         }
-        _ = try parsedFaults()
+        if processes { _ = try processFaults() } else { _ = try parsedFaults() }
+        if let minutes, !(minutes > 0 && minutes <= 24 * 60) {
+            throw ValidationError("--minutes must be between 0 and 1440")
+        }
+    }
+
+    func processFaults() throws -> Set<ProcessHarness.Fault> {
+        let known = ProcessHarness.Fault.allCases.map(\.rawValue).joined(separator: ", ")
+        switch faults {
+        case "all": return Set(ProcessHarness.Fault.allCases)
+        case "none", "": return []
+        default:
+            return Set(
+                try faults.split(separator: ",").map { name in
+                    guard let fault = ProcessHarness.Fault(rawValue: String(name)) else {
+                        throw ValidationError("unknown fault '\(name)' for --processes; known: \(known)")
+                    }
+                    return fault
+                })
+        }
     }
 
     func parsedFaults() throws -> Set<SimulationFault> {
@@ -55,6 +82,7 @@ struct HarnessCommand: AsyncParsableCommand {
     func run() async throws {
         if let scenario { return try await play(scenario) }
         if let replay { return try await replayTrace(replay) }
+        if processes { return try await runProcesses() }
         var configuration = SimulationConfiguration()
         configuration.replicas = replicas
         configuration.cases = cases
@@ -164,5 +192,66 @@ struct HarnessCommand: AsyncParsableCommand {
             for violation in report.violations { emit("  \(violation)") }
         }
         if let first = report.violations.first { throw CLIError(message: "\(path): \(first)") }
+    }
+
+    /// `--processes`: runs of real nodes, one after another, each from its seed.
+    private func runProcesses() async throws {
+        var configuration = ProcessHarness.Configuration(
+            binary: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+        configuration.replicas = replicas
+        configuration.steps = steps
+        configuration.faults = try processFaults()
+        let started = ContinuousClock.now
+        var reports: [ProcessHarness.Report] = []
+        for run in 0..<runs {
+            if let minutes, (ContinuousClock.now - started).seconds > minutes * 60 { break }
+            configuration.seed = seed &+ UInt64(run)
+            let root = NSTemporaryDirectory() + "casemesh-harness-processes-\(UUID().uuidString)"
+            let report: ProcessHarness.Report
+            do {
+                report = try await ProcessHarness(configuration: configuration, root: root).run()
+            } catch {
+                throw CLIError(message: "seed \(configuration.seed): the run failed: \(error) (files kept in \(root))")
+            }
+            if report.violations.isEmpty { try? FileManager.default.removeItem(atPath: root) }
+            if !output.json {
+                emit(
+                    "seed \(report.seed): \(report.edits) edits acknowledged, \(report.refusedEdits) refused, "
+                        + "\(report.kills) kill -9, \(report.stops) SIGSTOP, \(report.skews) faketime, "
+                        + "\(report.revoked ? "a laptop revoked" : "no revocation"), converged in "
+                        + "\(String(format: "%.1f", report.convergenceSeconds)) s"
+                        + (report.violations.isEmpty
+                            ? "" : ", \(report.violations.count) violations (files in \(root))"))
+                for line in report.violations { emit("  violation: \(line)") }
+                for line in Set(report.notes).sorted() { emit("  note: \(line)") }
+            }
+            reports.append(report)
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        let failed = reports.filter { !$0.violations.isEmpty }
+        func total(_ figure: (ProcessHarness.Report) -> Int) -> JSONValue {
+            .number(Int64(reports.map(figure).reduce(0, +)))
+        }
+        if output.json {
+            emit(
+                JSONValue.object([
+                    "runs": .number(Int64(reports.count)), "steps": total(\.steps), "edits": total(\.edits),
+                    "refused_edits": total(\.refusedEdits), "kills": total(\.kills), "stops": total(\.stops),
+                    "skews": total(\.skews), "revocations": total { $0.revoked ? 1 : 0 },
+                    "slowest_convergence_seconds": .double(reports.map(\.convergenceSeconds).max() ?? 0),
+                    "violations": .array(
+                        failed.flatMap { report in
+                            report.violations.map {
+                                JSONValue.object(["seed": .number(Int64(report.seed)), "violation": .string($0)])
+                            }
+                        }),
+                    "seconds": .double(seconds), "first_seed": .number(Int64(seed)),
+                ]).text)
+        } else {
+            emit("\(reports.count) runs of real nodes, \(failed.count) with violations (\(Int(seconds)) s)")
+        }
+        if let first = failed.first {
+            throw CLIError(message: "seed \(first.seed) violates: \(first.violations[0])")
+        }
     }
 }
