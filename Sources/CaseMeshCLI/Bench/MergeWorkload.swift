@@ -28,11 +28,13 @@ struct MergeWorkload {
     static func registerFields(_ schema: CaseSchema, count: Int) throws -> [FieldKey] {
         var keys: [FieldKey] = []
         for entity in schema.entities.values.sorted(by: { $0.name < $1.name }) {
-            // Consent fields decide who receives a case: a workload of random writes leaves them alone.
-            for field in entity.fields
-            where field.kind == .register && (field.type == .string || field.type == .text) && entity.name != "consent"
-            {
-                keys.append(FieldKey(entity: entity.name, instance: entity.multiple ? "b1" : "", field: field.name))
+            // Consent fields decide who receives a case, and the lead, a handover offer and a
+            // referral's answer may be written only by the institution whose role it is
+            // (every receiver refuses the rest): a workload of random writes leaves them alone.
+            guard entity.name != "consent", entity.name != "referral" else { continue }
+            for field in entity.fields where field.kind == .register && (field.type == .string || field.type == .text) {
+                let key = FieldKey(entity: entity.name, instance: entity.multiple ? "b1" : "", field: field.name)
+                if key != CaseField.leadInstitution && key != CaseField.handoverOffer { keys.append(key) }
             }
         }
         guard keys.count >= count else {

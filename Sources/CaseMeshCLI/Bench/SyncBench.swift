@@ -20,7 +20,9 @@ struct SyncBench: AsyncParsableCommand {
             Prints one JSON object: changes, ops, seconds, ops_per_s and changes_per_s of the pull; bytes_per_op on \
             the wire (protocol frames, before TLS); peak_rss_mb during the pull; apply_ops_per_s, the same changes \
             applied to a fresh store without the network in the same run, and the ratio; idle_sync_ms (the median \
-            of five, all in idle_sync_ms_runs) and idle_sync_bytes between two nodes holding --idle-cases cases.
+            of five, all in idle_sync_ms_runs) and idle_sync_bytes between two nodes holding --idle-cases cases; \
+            resume_after_kill: another empty node pulls the log, node A is killed with kill -9 half way and \
+            restarted, and the pull resumes (restart and resume seconds, the resumed rate against the full pull's).
             """)
 
     @Option(help: "Changes in node A's log.") var changes = 1_000_000
@@ -89,6 +91,9 @@ struct SyncBench: AsyncParsableCommand {
         }
         server.stop()
 
+        let resume = try await resumedPull(
+            root: root, data: root + "/a", replica: serverReplica, authority: authority, files: server.files)
+
         let idle = try await idleSync(root: root + "/idle", authority: authority, fields: fields)
 
         // The merge benchmark's apply, with its default workload, in this same run.
@@ -115,8 +120,61 @@ struct SyncBench: AsyncParsableCommand {
             "idle_cases": .number(Int64(idleCases)), "idle_sync_ms": .double(idle.milliseconds),
             "idle_sync_ms_runs": .array(idle.runs.map { .double($0) }),
             "idle_sync_bytes": .number(Int64(idle.bytes)), "seed": .number(Int64(seed)),
+            "resume_after_kill": .object([
+                "changes_before_kill": .number(Int64(resume.before)),
+                "changes_resumed": .number(Int64(changes) - Int64(resume.before)),
+                "restart_seconds": .double(resume.restartSeconds), "resume_seconds": .double(resume.seconds),
+                "resume_changes_per_s": .double(Double(changes - resume.before) / resume.seconds),
+                "resume_rate_over_full_rate": .double(
+                    Double(changes - resume.before) / resume.seconds / (Double(changes) / seconds)),
+            ]),
         ]
         emit(JSONValue.object(result).text)
+    }
+
+    /// A second empty node pulls node A's log; node A is killed with kill -9 once half
+    /// of it has arrived, restarted on its data, and the pull resumes to the end.
+    ///
+    /// - Returns: changes held before the kill, seconds to restart, seconds to resume.
+    private func resumedPull(
+        root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority,
+        files: (certificate: String, key: String)
+    ) async throws -> (before: Int, restartSeconds: Double, seconds: Double) {
+        let first = try ServeProcess(root: root, data: data, replica: replica, authority: authority, files: files)
+        defer { first.kill9() }
+        let store = try CLIError.wrap {
+            try CaseStore.create(directory: root + "/d", replicaID: try ReplicaID("bench.client/laptop"))
+        }
+        let node = try Self.makeNode(store, authority: authority)
+        // Bounded: the pull of the whole log took a while; half of it comes sooner.
+        let half = UInt64(changes / 2)
+        let process = first.process.processIdentifier
+        let killer = Task { [store] in
+            for _ in 0..<60_000 {
+                if Task.isCancelled { return }
+                if ((try? store.logEnd()) ?? 1) - 1 >= half { break }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            kill(process, SIGKILL)
+        }
+        _ = await node.sync(with: first.peer)
+        killer.cancel()
+        await killer.value
+        first.kill9()
+        let before = Int(try CLIError.wrap { try store.logEnd() } - 1)
+        let restarted = ContinuousClock.now
+        let second = try ServeProcess(root: root, data: data, replica: replica, authority: authority, files: files)
+        defer { second.stop() }
+        let restartSeconds = (ContinuousClock.now - restarted).seconds
+        let started = ContinuousClock.now
+        let outcome = await node.sync(with: second.peer)
+        let resumeSeconds = (ContinuousClock.now - started).seconds
+        if let error = outcome.error { throw CLIError(message: "the resumed pull failed: \(error)") }
+        let held = try CLIError.wrap { try store.logEnd() } - 1
+        guard held == UInt64(changes) else {
+            throw CLIError(message: "after the resumed pull the node holds \(held) changes, expected \(changes)")
+        }
+        return (before, restartSeconds, resumeSeconds)
     }
 
     /// A node on `store` with a certificate from the benchmark's CA (no listener).
@@ -232,8 +290,15 @@ final class ServeProcess {
     /// The HTTP API's port, when started with `extra` holding `--http`.
     private(set) var httpPort: Int?
 
-    init(root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority, extra: [String] = []) throws {
-        let files = try authority.issue(replica)
+    /// The certificate and key it runs with (a restart keeps them: its seals verify).
+    let files: (certificate: String, key: String)
+
+    init(
+        root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority, extra: [String] = [],
+        files: (certificate: String, key: String)? = nil
+    ) throws {
+        let files = try files ?? authority.issue(replica)
+        self.files = files
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         process.executableURL = URL(fileURLWithPath: executable)
@@ -274,6 +339,14 @@ final class ServeProcess {
     func stop() {
         if process.isRunning {
             process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// kill -9, as a crash or a power cut would end it.
+    func kill9() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
