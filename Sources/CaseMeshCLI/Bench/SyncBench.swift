@@ -124,6 +124,7 @@ struct SyncBench: AsyncParsableCommand {
                 "changes_before_kill": .number(Int64(resume.before)),
                 "changes_resumed": .number(Int64(changes) - Int64(resume.before)),
                 "restart_seconds": .double(resume.restartSeconds), "resume_seconds": .double(resume.seconds),
+                "changes_sent_back": .number(Int64(resume.sentBack)),
                 "resume_changes_per_s": .double(Double(changes - resume.before) / resume.seconds),
                 "resume_rate_over_full_rate": .double(
                     Double(changes - resume.before) / resume.seconds / (Double(changes) / seconds)),
@@ -135,11 +136,12 @@ struct SyncBench: AsyncParsableCommand {
     /// A second empty node pulls node A's log; node A is killed with kill -9 once half
     /// of it has arrived, restarted on its data, and the pull resumes to the end.
     ///
-    /// - Returns: changes held before the kill, seconds to restart, seconds to resume.
+    /// - Returns: changes held before the kill, seconds to restart, seconds to resume,
+    ///   and how many changes the resuming node sent node A in that session.
     private func resumedPull(
         root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority,
         files: (certificate: String, key: String)
-    ) async throws -> (before: Int, restartSeconds: Double, seconds: Double) {
+    ) async throws -> (before: Int, restartSeconds: Double, seconds: Double, sentBack: Int) {
         let first = try ServeProcess(root: root, data: data, replica: replica, authority: authority, files: files)
         defer { first.kill9() }
         let store = try CLIError.wrap {
@@ -174,7 +176,7 @@ struct SyncBench: AsyncParsableCommand {
         guard held == UInt64(changes) else {
             throw CLIError(message: "after the resumed pull the node holds \(held) changes, expected \(changes)")
         }
-        return (before, restartSeconds, resumeSeconds)
+        return (before, restartSeconds, resumeSeconds, outcome.summary.changesSent)
     }
 
     /// A node on `store` with a certificate from the benchmark's CA (no listener).
