@@ -125,6 +125,7 @@ struct SyncBench: AsyncParsableCommand {
                 "changes_resumed": .number(Int64(changes) - Int64(resume.before)),
                 "restart_seconds": .double(resume.restartSeconds), "resume_seconds": .double(resume.seconds),
                 "changes_sent_back": .number(Int64(resume.sentBack)),
+                "server_cpu_seconds": .double(resume.serverCPU),
                 "resume_changes_per_s": .double(Double(changes - resume.before) / resume.seconds),
                 "resume_rate_over_full_rate": .double(
                     Double(changes - resume.before) / resume.seconds / (Double(changes) / seconds)),
@@ -137,11 +138,12 @@ struct SyncBench: AsyncParsableCommand {
     /// of it has arrived, restarted on its data, and the pull resumes to the end.
     ///
     /// - Returns: changes held before the kill, seconds to restart, seconds to resume,
-    ///   and how many changes the resuming node sent node A in that session.
+    ///   how many changes the resuming node sent node A in that session, and the CPU
+    ///   seconds node A used in it.
     private func resumedPull(
         root: String, data: String, replica: ReplicaID, authority: EphemeralAuthority,
         files: (certificate: String, key: String)
-    ) async throws -> (before: Int, restartSeconds: Double, seconds: Double, sentBack: Int) {
+    ) async throws -> (before: Int, restartSeconds: Double, seconds: Double, sentBack: Int, serverCPU: Double) {
         let first = try ServeProcess(root: root, data: data, replica: replica, authority: authority, files: files)
         defer { first.kill9() }
         let store = try CLIError.wrap {
@@ -169,14 +171,16 @@ struct SyncBench: AsyncParsableCommand {
         defer { second.stop() }
         let restartSeconds = (ContinuousClock.now - restarted).seconds
         let started = ContinuousClock.now
+        let serverBefore = second.cpuSeconds
         let outcome = await node.sync(with: second.peer)
         let resumeSeconds = (ContinuousClock.now - started).seconds
+        let serverSeconds = second.cpuSeconds - serverBefore
         if let error = outcome.error { throw CLIError(message: "the resumed pull failed: \(error)") }
         let held = try CLIError.wrap { try store.logEnd() } - 1
         guard held == UInt64(changes) else {
             throw CLIError(message: "after the resumed pull the node holds \(held) changes, expected \(changes)")
         }
-        return (before, restartSeconds, resumeSeconds, outcome.summary.changesSent)
+        return (before, restartSeconds, resumeSeconds, outcome.summary.changesSent, serverSeconds)
     }
 
     /// A node on `store` with a certificate from the benchmark's CA (no listener).
@@ -343,6 +347,19 @@ final class ServeProcess {
             process.terminate()
             process.waitUntilExit()
         }
+    }
+
+    /// CPU seconds the process has used so far (user and system, from /proc).
+    var cpuSeconds: Double {
+        guard
+            let text = try? String(
+                contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// kill -9, as a crash or a power cut would end it.
