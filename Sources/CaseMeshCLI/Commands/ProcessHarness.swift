@@ -238,8 +238,7 @@ struct ProcessHarness {
         report.convergenceSeconds = (ContinuousClock.now - healed).seconds
         report.violations += problems.map { "after \(Int(configuration.settleSeconds)) s: \($0)" }
         if problems.isEmpty {
-            report.violations += try await stuck(
-                offices, cases: cases, laptopCase: laptop == nil ? nil : cases.last?.id)
+            report.violations += try await stuck(offices, cases: cases, laptop: laptop)
         }
         for node in nodes { Self.end(node, gracefully: true) }
         for node in nodes {
@@ -342,8 +341,9 @@ struct ProcessHarness {
     /// what waits on the revoked laptop's refused changes (a permanent, reported
     /// cause).
     private func stuck(
-        _ offices: [Node], cases: [(id: String, participants: [Node])], laptopCase: String?
+        _ offices: [Node], cases: [(id: String, participants: [Node])], laptop: Node?
     ) async throws -> [String] {
+        let laptopCase = laptop == nil ? nil : cases.last?.id
         var problems: [String] = []
         for (caseID, participants) in cases where caseID != laptopCase {
             for node in participants where offices.contains(where: { $0 === node }) {
@@ -354,7 +354,14 @@ struct ProcessHarness {
         for node in offices {
             let listed = try await command(["quarantine", "--json", "--data", node.data], node: nil)
             let entries = (try? JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [[String: Any]]) ?? []
-            for entry in entries where (entry["case"] as? String) != laptopCase {
+            // Only the revoked laptop's changes (of its case or of its access log) may
+            // stay quarantined, and only for its revocation.
+            for entry in entries {
+                if let laptop, entry["origin"] as? String == laptop.replica.rawValue,
+                    (entry["reason"] as? String)?.contains("no longer verifies") == true
+                {
+                    continue
+                }
                 problems.append(
                     "\(node.replica): quarantined \(entry["case"] ?? "?") from \(entry["origin"] ?? "?"): "
                         + "\(entry["reason"] ?? "?")")
