@@ -73,7 +73,7 @@ struct ProcessHarness {
         let port: Int
         let certificate: String
         let key: String
-        var process: Process?
+        var process: ChildProcess?
         var stopped = false
         /// The libfaketime offset its case workers' edits run with, if any.
         var skew: String?
@@ -455,26 +455,16 @@ struct ProcessHarness {
             errors: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "", timedOut: timedOut)
     }
 
-    private func launch(_ arguments: [String], skew: String?, stdout: String, stderr: String) throws -> Process {
-        _ = FileManager.default.createFile(atPath: stdout, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderr, contents: nil)
-        let process = Process()
-        if let skew {
-            process.executableURL = URL(fileURLWithPath: Self.faketime)
-            process.arguments = ["-f", skew, configuration.binary] + arguments
-            var environment = ProcessInfo.processInfo.environment
+    private func launch(_ arguments: [String], skew: String?, stdout: String, stderr: String) throws -> ChildProcess {
+        var environment = ProcessInfo.processInfo.environment
+        if skew != nil {
             // Timeouts keep real time; only the wall clock is off.
             environment["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-            process.environment = environment
-        } else {
-            process.executableURL = URL(fileURLWithPath: configuration.binary)
-            process.arguments = arguments
         }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
-        try process.run()
-        return process
+        let executable = skew == nil ? configuration.binary : Self.faketime
+        let argv = skew.map { ["-f", $0, configuration.binary] } ?? []
+        return try ChildProcess(
+            executable, arguments: argv + arguments, environment: environment, stdout: stdout, stderr: stderr)
     }
 
     /// A loopback port free right now (bound, read, released).
@@ -494,5 +484,81 @@ struct ProcessHarness {
         }
         guard bound else { throw CLIError(message: "cannot find a free loopback port") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A child process started with posix_spawn, its output in files.
+///
+/// Written by hand rather than with Foundation's `Process`: after a few thousand
+/// launches in one harness run, `Process.run()` crashed inside Foundation (a bad
+/// pointer in its argument copying), which ended a 30-minute run. This needs only
+/// spawn, signal and a non-blocking wait.
+final class ChildProcess {
+    let processIdentifier: pid_t
+    private var status: Int32?
+
+    init(_ executable: String, arguments: [String], environment: [String: String], stdout: String, stderr: String)
+        throws
+    {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The child starts with no signal blocked and SIGTERM, SIGINT, SIGPIPE at their
+        // defaults, whatever this process's threads had.
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard result == 0 else {
+            throw CLIError(message: "cannot start \(executable): \(String(cString: strerror(result)))")
+        }
+        processIdentifier = pid
+    }
+
+    /// Whether it still runs (reaps it once it has ended).
+    var isRunning: Bool {
+        guard status == nil else { return false }
+        var raw: Int32 = 0
+        let reaped = waitpid(processIdentifier, &raw, WNOHANG)
+        if reaped == processIdentifier {
+            // Exited: its code; killed by a signal: 128 + the signal, as a shell says.
+            let signal = raw & 0x7f
+            status = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+            return false
+        }
+        if reaped < 0 && errno != EINTR {
+            status = -1
+            return false
+        }
+        return true
+    }
+
+    /// How it ended (-1 while it runs).
+    var terminationStatus: Int32 { isRunning ? -1 : status ?? -1 }
+
+    deinit {
+        if isRunning {
+            kill(processIdentifier, SIGKILL)
+            var raw: Int32 = 0
+            waitpid(processIdentifier, &raw, 0)
+        }
     }
 }
