@@ -210,7 +210,7 @@ let package = Package(
             name: "CaseMeshSimulationTests",
             dependencies: ["CaseMeshSimulation"],
             // Shrunk failing runs, read from the source tree by the regression test.
-            exclude: ["Regressions"],
+            exclude: ["Regressions", "KnownFailures"],
             swiftSettings: strictSettings
         ),
         .testTarget(
